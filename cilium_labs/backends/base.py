@@ -1,0 +1,149 @@
+"""The ``Backend`` interface: make nodes and a kubeconfig; know nothing about Cilium.
+
+Optional capabilities are separate runtime-checkable protocols (the e2e-framework style): a step that needs
+``node_exec`` asks ``isinstance(backend, NodeExec)`` and is skipped with a reason where the backend lacks it,
+instead of every backend growing methods that raise NotImplementedError.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+
+from ..spec import LabSpec
+
+Role = Literal["control-plane", "worker"]
+Progress = Callable[[str], None]
+"""Backends report long work line by line through this (the CLI shows it; the library logs it)."""
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+@attrs.frozen
+class Node:
+    """A lab node as the backend sees it."""
+
+    name: str
+    role: Role
+    internal_ips: tuple[str, ...] = ()
+    external_ip: str | None = None
+
+    @property
+    def ipv4(self) -> str | None:
+        return next((ip for ip in self.internal_ips if ":" not in ip), None)
+
+    @property
+    def ipv6(self) -> str | None:
+        return next((ip for ip in self.internal_ips if ":" in ip), None)
+
+
+@attrs.frozen
+class ExecResult:
+    """What a command run on a node (not in a pod) left behind."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@attrs.frozen
+class Plan:
+    """What ``up`` would do: files it would write and exact commands, created by nothing."""
+
+    backend: str
+    files: dict[str, str] = attrs.field(factory=dict)
+    commands: list[list[str]] = attrs.field(factory=list)
+    notes: list[str] = attrs.field(factory=list)
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+class Backend(abc.ABC):
+    """Makes a lab's nodes and gives a kubeconfig for them.
+
+    A backend instance is bound to one lab (its spec and state folder). ``up`` must leave nothing behind when it
+    fails part-way unless the caller asked to keep it; ``down`` must be safe to call twice and on a lab that never
+    came up.
+    """
+
+    #: Registry name (``kind``, ``gcp``...).
+    name: str = ""
+    #: External programs this backend drives, for ``cilium-labs backends`` and pre-flight.
+    tools: tuple[str, ...] = ()
+    #: Whether ``install`` should run the tunnel-port pre-flight first (VM backends: real firewalls in between).
+    preflight_before_install: bool = False
+
+    def __init__(self, spec: LabSpec, state_dir: Path, *, progress: Progress = _silent) -> None:
+        self.spec = spec
+        self.state_dir = Path(state_dir)
+        self.progress = progress
+
+    @abc.abstractmethod
+    def up(self, *, keep_on_failure: bool = False) -> None:
+        """Create the nodes and the cluster on them (without a CNI)."""
+
+    @abc.abstractmethod
+    def down(self) -> None:
+        """Destroy everything ``up`` created. Idempotent."""
+
+    @abc.abstractmethod
+    def is_up(self) -> bool:
+        """Whether the lab's cluster exists and answers."""
+
+    @abc.abstractmethod
+    def nodes(self) -> list[Node]:
+        """The lab's nodes, with their internal addresses."""
+
+    @abc.abstractmethod
+    def kubeconfig(self) -> Path:
+        """Path of a kubeconfig (mode 0600) for the lab's cluster."""
+
+    def dump_logs(self, dest: Path) -> list[Path]:
+        """Write what helps a post-mortem into ``dest``; return the files written. Default: nothing to dump."""
+        return []
+
+    def preflight(self) -> list[str]:
+        """Check the machine can host the lab before anything is created; raise ``PreflightError`` on a
+        blocker, return warnings."""
+        return []
+
+    def plan(self) -> Plan:
+        """What ``up`` would create and run, touching nothing."""
+        return Plan(backend=self.name, notes=[f"the {self.name} backend creates nothing it could describe"])
+
+    def api_server_endpoint(self) -> tuple[str, int] | None:
+        """The control plane's address as nodes reach it (for ``k8sServiceHost`` without kube-proxy)."""
+        return None
+
+    def state(self) -> dict[str, Any]:
+        """Extra facts to keep in the lab state (server PIDs, resources created)."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``state()`` returned, in a new process (``cilium-labs down`` from another shell)."""
+
+
+@runtime_checkable
+class NodeExec(Protocol):
+    """Run a command on a node (its host, not a pod): Docker exec, SSH."""
+
+    def node_exec(self, node: str, argv: Sequence[str], *, timeout: float = 60.0) -> ExecResult: ...
+
+
+@runtime_checkable
+class LoadImage(Protocol):
+    """Put a host-side container image onto every node without a registry."""
+
+    def load_image(self, image: str) -> None: ...
+
+
+@runtime_checkable
+class Capture(Protocol):
+    """Capture packets on a node's underlay interface for a while; returns pcap bytes."""
+
+    def capture(self, node: str, bpf_filter: str, seconds: float) -> bytes: ...

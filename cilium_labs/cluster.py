@@ -1,0 +1,208 @@
+"""Kubernetes access through the ``kubernetes`` client: what the checks and the installer read and exec.
+
+One ``Cluster`` per kubeconfig. Reads share one API client; pod exec uses one API client per thread, because
+``kubernetes.stream.stream`` swaps ``api_client.call_api`` while it runs and is therefore not safe to share
+between threads (the checks exec into every agent at once).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL
+
+from .errors import ClusterError, UsageError
+
+
+@attrs.frozen
+class PodExec:
+    """The outcome of one exec into a pod container."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+    """-1 when the exec itself failed before the command could report a status."""
+    reason: str = ""
+    """The API's status message when ``exit_code`` is not 0."""
+
+
+class Cluster:
+    """A cluster reached through a kubeconfig (and optionally a context)."""
+
+    def __init__(self, kubeconfig: str | Path, context: str | None = None, *, request_timeout: float = 30.0) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.context = context
+        self.request_timeout = request_timeout
+        if not self.kubeconfig.is_file():
+            raise UsageError(f"kubeconfig {self.kubeconfig} does not exist", fix="pass --kubeconfig PATH")
+        self._local = threading.local()
+        self.api_client = self._new_api_client()
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.discovery = client.DiscoveryV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+
+    def _new_api_client(self) -> client.ApiClient:
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config(str(self.kubeconfig), context=self.context, client_configuration=cfg)
+        except (config.ConfigException, ValueError, KeyError, OSError) as exc:
+            raise UsageError(
+                f"cannot use kubeconfig {self.kubeconfig}: {exc}", fix="check the file and --context"
+            ) from exc
+        cfg.retries = 1
+        return client.ApiClient(cfg)
+
+    @property
+    def server(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            raise ClusterError(f"{what}: API answered {exc.status} {exc.reason}") from exc
+        except Exception as exc:  # urllib3 connection errors, TLS errors, timeouts
+            raise ClusterError(f"{what}: {self.server} unreachable ({type(exc).__name__}: {exc})") from exc
+
+    def ping(self) -> str:
+        """The server's Kubernetes version (``v1.33.1``); raises ``ClusterError`` if unreachable."""
+        info = self._call("get version", client.VersionApi(self.api_client).get_code)
+        return str(info.git_version)
+
+    def nodes(self) -> list[client.V1Node]:
+        return list(self._call("list nodes", self.core.list_node).items)
+
+    def pods(self, namespace: str, label_selector: str = "", field_selector: str = "") -> list[client.V1Pod]:
+        return list(
+            self._call(
+                f"list pods in {namespace}",
+                self.core.list_namespaced_pod,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+            ).items
+        )
+
+    def services(self) -> list[client.V1Service]:
+        return list(self._call("list services", self.core.list_service_for_all_namespaces).items)
+
+    def endpoint_slices(self) -> list[client.V1EndpointSlice]:
+        return list(self._call("list endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces).items)
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"read configmap {namespace}/{name}: API answered {exc.status}") from exc
+        return dict(cm.data or {})
+
+    def cilium_nodes(self) -> list[dict[str, Any]]:
+        """CiliumNode objects as plain dicts; empty when the CRD is not installed."""
+        try:
+            got = self.custom.list_cluster_custom_object(
+                "cilium.io", "v2", "ciliumnodes", _request_timeout=self.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise ClusterError(f"list ciliumnodes: API answered {exc.status}") from exc
+        return list(got.get("items", []))
+
+    def daemon_set(self, namespace: str, name: str) -> client.V1DaemonSet | None:
+        try:
+            return self.apps.read_namespaced_daemon_set(name, namespace, _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"read daemonset {namespace}/{name}: API answered {exc.status}") from exc
+
+    def deployment(self, namespace: str, name: str) -> client.V1Deployment | None:
+        try:
+            return self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"read deployment {namespace}/{name}: API answered {exc.status}") from exc
+
+    # -- exec ----------------------------------------------------------------------------------------------
+    def _exec_core(self) -> client.CoreV1Api:
+        api = getattr(self._local, "core", None)
+        if api is None:
+            api = client.CoreV1Api(self._new_api_client())
+            self._local.core = api
+        return api
+
+    def exec(
+        self, namespace: str, pod: str, container: str, argv: Sequence[str], *, timeout: float = 60.0
+    ) -> PodExec:
+        """Run ``argv`` in a pod container and wait; stdout and stderr are kept apart.
+
+        API errors (pod gone, 5xx, 429) raise ``ClusterError`` carrying ``status`` so callers can retry; a
+        command that ran and failed returns its exit code.
+        """
+        try:
+            resp = stream(
+                self._exec_core().connect_get_namespaced_pod_exec,
+                pod,
+                namespace,
+                container=container,
+                command=list(argv),
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except ApiException as exc:
+            err = ClusterError(f"exec in {namespace}/{pod}: API answered {exc.status} {exc.reason}")
+            err.status = exc.status  # type: ignore[attr-defined]
+            raise err from exc
+        except Exception as exc:
+            err = ClusterError(f"exec in {namespace}/{pod}: {type(exc).__name__}: {exc}")
+            err.status = 0  # type: ignore[attr-defined]
+            raise err from exc
+        try:
+            resp.run_forever(timeout=timeout)
+            stdout = resp.read_stdout() if resp.peek_stdout() else ""
+            stderr = resp.read_stderr() if resp.peek_stderr() else ""
+            if resp.is_open():
+                resp.close()
+                return PodExec(stdout, stderr, -1, f"no answer within {timeout:g}s")
+            raw = resp.read_channel(ERROR_CHANNEL)
+        finally:
+            resp.close()
+        return _exec_status(stdout, stderr, raw)
+
+
+def _exec_status(stdout: str, stderr: str, raw: str) -> PodExec:
+    """Turn the exec status channel (a ``Status`` object) into an exit code."""
+    if not raw:
+        return PodExec(stdout, stderr, -1, "the exec stream closed without a status")
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return PodExec(stdout, stderr, -1, f"unreadable exec status {raw[:80]!r}")
+    if status.get("status") == "Success":
+        return PodExec(stdout, stderr, 0)
+    code = -1
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                code = int(cause.get("message", "-1"))
+            except ValueError:
+                code = -1
+    return PodExec(stdout, stderr, code, str(status.get("message", "")))
