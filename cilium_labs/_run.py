@@ -96,7 +96,8 @@ def _prepare(argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[s
     if not argv or isinstance(argv, str):
         raise TypeError("argv must be a non-empty list of strings, never a shell string")
     argv = [os.fspath(a) for a in argv]
-    require(argv[0]) if os.sep not in argv[0] else None
+    if os.sep not in argv[0]:
+        require(argv[0])
     full_env = dict(os.environ)
     if env:
         full_env.update(env)

@@ -119,7 +119,7 @@ class Cluster:
             if exc.status == 404:
                 return []
             raise ClusterError(f"list ciliumnodes: API answered {exc.status}") from exc
-        return list(got.get("items", []))
+        return list(got.get("items", [])) if isinstance(got, dict) else []
 
     def daemon_set(self, namespace: str, name: str) -> client.V1DaemonSet | None:
         try:
@@ -136,6 +136,31 @@ class Cluster:
             if exc.status == 404:
                 return None
             raise ClusterError(f"read deployment {namespace}/{name}: API answered {exc.status}") from exc
+
+    def events(self, namespace: str, field_selector: str = "") -> list[client.CoreV1Event]:
+        """Events in ``namespace`` (``involvedObject.name=POD`` narrows to one object), oldest first."""
+        got = self._call(
+            f"list events in {namespace}", self.core.list_namespaced_event, namespace, field_selector=field_selector
+        )
+        items = list(got.items)
+        items.sort(key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or ""))
+        return items
+
+    def pod_logs(
+        self, namespace: str, pod: str, container: str, *, tail_lines: int = 20, previous: bool = False
+    ) -> str:
+        """The last ``tail_lines`` lines a container logged (``previous``: before its last restart)."""
+        return str(
+            self._call(
+                f"read logs of {namespace}/{pod}",
+                self.core.read_namespaced_pod_log,
+                pod,
+                namespace,
+                container=container,
+                tail_lines=tail_lines,
+                previous=previous,
+            )
+        )
 
     # -- exec ----------------------------------------------------------------------------------------------
     def _exec_core(self) -> client.CoreV1Api:

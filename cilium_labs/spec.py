@@ -12,8 +12,9 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, TypeVar, get_args
 
+import attr
 import attrs
 import yaml
 
@@ -221,7 +222,9 @@ def _net(value: str, field: str) -> ipaddress.IPv4Network | ipaddress.IPv6Networ
     try:
         return ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
-        raise SpecError(field, f"{value!r} is not a CIDR ({exc})", fix="write it as ADDRESS/PREFIX, e.g. 10.244.0.0/16")
+        raise SpecError(
+            field, f"{value!r} is not a CIDR ({exc})", fix="write it as ADDRESS/PREFIX, e.g. 10.244.0.0/16"
+        ) from exc
 
 
 def _check_choice(spec: LabSpec, field: str, choices: tuple[str, ...]) -> None:
@@ -367,7 +370,8 @@ def from_dict(data: Mapping[str, Any]) -> LabSpec:
 
 def to_dict(spec: Any) -> dict[str, Any]:
     """Plain data for YAML/JSON, tuples as lists."""
-    return cast(dict[str, Any], attrs.asdict(spec, retain_collection_types=False))
+    data: dict[str, Any] = attr.asdict(spec, retain_collection_types=False)
+    return data
 
 
 def load(path: str | Path) -> LabSpec:

@@ -124,7 +124,7 @@ class Backend(abc.ABC):
         """Extra facts to keep in the lab state (server PIDs, resources created)."""
         return {}
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook, most backends keep nothing
         """Take back what ``state()`` returned, in a new process (``cilium-labs down`` from another shell)."""
 
 
@@ -147,3 +147,28 @@ class Capture(Protocol):
     """Capture packets on a node's underlay interface for a while; returns pcap bytes."""
 
     def capture(self, node: str, bpf_filter: str, seconds: float) -> bytes: ...
+
+
+@runtime_checkable
+class CiliumInstaller(Protocol):
+    """Installs Cilium itself, for a backend no Helm can reach (the simulator); the installer then skips Helm."""
+
+    def install_cilium(self, values: dict[str, Any], version: str) -> None: ...
+
+
+@runtime_checkable
+class PreloadCiliumImages(Protocol):
+    """Puts Cilium's images on every node before the install, so N nodes do not each pull them (kind: pull once
+    on the host, ``kind load docker-image``), and may supply a locally built agent image."""
+
+    def agent_image(self) -> str | None:
+        """A locally built agent image to run instead of the release one, or None."""
+        ...
+
+    def preloads_images(self) -> bool:
+        """Whether ``preload_images`` will load anything (the backend's options may turn it off)."""
+        ...
+
+    def preload_images(self, images: Sequence[str]) -> list[str]:
+        """Load ``images`` onto every node; return those now there (empty when the backend is told not to)."""
+        ...
