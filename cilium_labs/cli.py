@@ -240,11 +240,11 @@ def up(reuse: bool, **opts: Any) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("lab_name", metavar="[NAME]", required=False)
 @lab_options
-def down(name: str | None, **opts: Any) -> None:
+def down(lab_name: str | None, **opts: Any) -> None:
     """Destroy a lab (by NAME, or --name/--spec) and forget it."""
-    lab = _open_lab(name, opts)
+    lab = _open_lab(lab_name, opts)
     with _terminate_on_sigterm():
         lab.down()
     _progress(f"lab {lab.spec.name} is gone")
@@ -267,12 +267,12 @@ def list_cmd(output: str, state_dir: str | None) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("lab_name", metavar="[NAME]", required=False)
 @output_option
 @lab_options
-def status(name: str | None, output: str, **opts: Any) -> None:
+def status(lab_name: str | None, output: str, **opts: Any) -> None:
     """A lab's recorded state, whether it answers, and its nodes."""
-    lab = _open_lab(name, opts)
+    lab = _open_lab(lab_name, opts)
     state = lab.state
     assert state is not None
     alive = lab.backend.is_up()
@@ -294,12 +294,12 @@ def status(name: str | None, output: str, **opts: Any) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("lab_name", metavar="[NAME]", required=False)
 @lab_options
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True, help="Rollout wait (s).")
-def install(name: str | None, timeout_s: float, **opts: Any) -> None:
+def install(lab_name: str | None, timeout_s: float, **opts: Any) -> None:
     """Install (or upgrade in place) Cilium on a lab that is up."""
-    lab = _open_lab(name, opts)
+    lab = _open_lab(lab_name, opts)
     overrides = {k: v for k, v in opts.items() if k in _FLAG_FIELDS and v is not None and k != "name"}
     if overrides or opts.get("set_values"):
         lab.spec = build_spec({**opts, "name": lab.spec.name, "backend": lab.backend.name})
@@ -310,11 +310,11 @@ def install(name: str | None, timeout_s: float, **opts: Any) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("lab_name", metavar="[NAME]", required=False)
 @lab_options
-def uninstall(name: str | None, **opts: Any) -> None:
+def uninstall(lab_name: str | None, **opts: Any) -> None:
     """Remove Cilium from a lab."""
-    lab = _open_lab(name, opts)
+    lab = _open_lab(lab_name, opts)
     lab.uninstall()
 
 
