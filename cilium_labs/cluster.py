@@ -65,6 +65,16 @@ class Cluster:
     def server(self) -> str:
         return str(self.api_client.configuration.host)
 
+    @property
+    def name(self) -> str:
+        """The kubeconfig's cluster name for the context in use (``kind-lab``), else the API server URL."""
+        try:
+            contexts, active = config.list_kube_config_contexts(config_file=str(self.kubeconfig))
+        except (config.ConfigException, ValueError, KeyError, OSError):
+            return self.server
+        chosen = next((c for c in contexts if c.get("name") == self.context), None) if self.context else active
+        return str(((chosen or {}).get("context") or {}).get("cluster") or self.server)
+
     # -- reads ---------------------------------------------------------------------------------------------
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.request_timeout)

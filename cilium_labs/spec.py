@@ -65,6 +65,8 @@ class KindOptions:
     """Merged into the rendered kind Cluster config (kind.x-k8s.io/v1alpha4)."""
     preload_images: bool = True
     """Pull Cilium's images once on the host and ``kind load`` them, instead of every node pulling."""
+    reuse_cluster: bool = False
+    """Adopt an existing kind cluster of the lab's name instead of refusing to touch it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +82,13 @@ class VagrantOptions:
     """``qemu`` for software emulation where /dev/kvm is not usable."""
     provision: bool = True
     """Run ``bootstrap/`` (kubeadm) in the VMs; off for bare VMs (the project's own tests)."""
+    kernel: str | None = None
+    """Host path of a kernel to boot directly (boxes without a bootloader, e.g. a locally built one)."""
+    initrd: str | None = None
+    kernel_cmdline: str | None = None
+    """Kernel command line with ``kernel``; default ``root=/dev/vda rw console=ttyS0 net.ifnames=0``."""
+    boot_timeout: int = 0
+    """Seconds Vagrant waits for SSH; 0 picks 300 for kvm and 900 for qemu (software emulation)."""
 
 
 @attrs.frozen(kw_only=True)

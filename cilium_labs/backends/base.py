@@ -172,3 +172,7 @@ class PreloadCiliumImages(Protocol):
     def preload_images(self, images: Sequence[str]) -> list[str]:
         """Load ``images`` onto every node; return those now there (empty when the backend is told not to)."""
         ...
+
+    def preload_commands(self, images: Sequence[str]) -> list[list[str]]:
+        """The commands ``preload_images`` would run, for ``plan`` (host-side pulls are listed as ``docker pull``)."""
+        ...

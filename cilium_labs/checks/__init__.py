@@ -1,0 +1,162 @@
+"""Verification: run the checks against any cluster a kubeconfig reaches and collect a ``Report``.
+
+``run_checks`` runs the selected checks concurrently; every agent exec of every check goes through one thread
+pool of ``concurrency`` workers, so the cluster never sees more than that many execs at once whatever the
+number of checks. ``wait_for`` repeats that until everything passes or time is up (a fresh cluster converges
+over tens of seconds) and returns the last report, so its findings say what never converged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..cilium.agents import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Agents
+from ..cluster import Cluster
+from ..errors import ClusterError, UsageError
+from ..report import Report
+from ..spec import LabSpec
+
+# the built-in checks register themselves on import
+from . import health, services, tunnels  # noqa: F401
+from .base import Check, CheckResult, Finding, Skip, register, registered, select
+from .context import CheckContext
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+__all__ = [
+    "Check",
+    "CheckContext",
+    "CheckResult",
+    "Finding",
+    "Report",
+    "Skip",
+    "register",
+    "registered",
+    "run_checks",
+    "wait_for",
+]
+
+
+def run_checks(
+    cluster: Cluster | str | Path,
+    *,
+    spec: LabSpec | None = None,
+    names: str | list[str] | tuple[str, ...] | None = None,
+    backend: Any = None,
+    namespace: str = "kube-system",
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+    exec_timeout_s: float = DEFAULT_TIMEOUT_S,
+    context: str | None = None,
+) -> Report:
+    """Run the checks named (default: all) and report; raises ``ClusterError`` only if the API is unreachable.
+
+    ``cluster`` is a ``Cluster`` or a kubeconfig path (with ``context``). ``spec``, when given, says what the
+    datapath should be; without it the ``cilium-config`` ConfigMap does. ``backend`` is handed to checks that
+    need a backend capability.
+    """
+    checks = select(names)
+    started = time.monotonic()
+    cl = Cluster(cluster, context) if isinstance(cluster, (str, Path)) else cluster
+    namespace = namespace or (spec.cilium_namespace if spec is not None else "kube-system")
+    with Agents(cl, namespace, concurrency=concurrency, timeout_s=exec_timeout_s) as agents:
+        ctx = CheckContext(cl, agents, spec=spec, backend=backend, namespace=namespace, progress=progress)
+        found = agents.agents  # the API must answer this, or there is nothing to report on
+        _say(progress, f"{len(found)} agents in {namespace}; detecting the agent CLI and version")
+        version = agents.version_str
+        _say(
+            progress,
+            f"Cilium {version or 'version unknown'}, `{agents.cli}`; running {', '.join(c.name for c in checks)}",
+        )
+        with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="check") as pool:
+            results = list(pool.map(lambda c: _run_one(c, ctx), checks))
+        try:
+            nodes = sorted(set(ctx.node_infos()) | {a.node for a in found})
+        except ClusterError:
+            nodes = sorted({a.node for a in found})
+    name = spec.name if spec is not None else cl.name
+    return Report.build(
+        results, cluster=name, cilium_version=version, duration_s=time.monotonic() - started, nodes=nodes
+    )
+
+
+def _run_one(check: Check, ctx: CheckContext) -> CheckResult:
+    started = time.monotonic()
+    try:
+        findings = check.run(ctx)
+    except Skip as skip:
+        return CheckResult(
+            check.name, ok=True, skipped=True, skip_reason=skip.reason, duration_s=time.monotonic() - started
+        )
+    except ClusterError as exc:
+        findings = [Finding(check.name, None, "api-error", "Kubernetes API", "an answer", exc.message)]
+    except Exception as exc:  # a bug in one check must not hide the others' results
+        log.exception("check %s failed", check.name)
+        findings = [Finding(check.name, None, "check-error", f"check {check.name}", "to complete", repr(exc))]
+    details = dict(getattr(findings, "details", None) or {})  # checks returning base.Findings
+    findings = sorted(findings, key=lambda f: (f.node or "", f.kind, f.object))
+    return CheckResult(
+        check.name, ok=not findings, findings=tuple(findings), duration_s=time.monotonic() - started, details=details
+    )
+
+
+def wait_for(
+    cluster: Cluster | str | Path,
+    *,
+    timeout_s: float,
+    interval_s: float = 5.0,
+    spec: LabSpec | None = None,
+    names: str | list[str] | tuple[str, ...] | None = None,
+    backend: Any = None,
+    namespace: str = "kube-system",
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+    exec_timeout_s: float = DEFAULT_TIMEOUT_S,
+    context: str | None = None,
+) -> Report:
+    """Run the checks until all pass or ``timeout_s`` is spent; the last report says what never converged."""
+    if timeout_s < 0:
+        raise UsageError(f"wait timeout must not be negative, got {timeout_s}", fix="pass e.g. --wait 5m")
+    select(names)  # a typo fails now, not after the first round
+    cl = Cluster(cluster, context) if isinstance(cluster, (str, Path)) else cluster
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            report = run_checks(
+                cl,
+                spec=spec,
+                names=names,
+                backend=backend,
+                namespace=namespace,
+                concurrency=concurrency,
+                progress=progress,
+                exec_timeout_s=exec_timeout_s,
+            )
+        except ClusterError as exc:
+            if time.monotonic() + interval_s > deadline:
+                raise
+            _say(progress, f"attempt {attempt}: {exc.message}; retrying in {interval_s:g}s")
+        else:
+            if report.ok or time.monotonic() + interval_s > deadline:
+                return report
+            kinds = sorted({f.kind for f in report.findings})
+            _say(
+                progress,
+                f"attempt {attempt}: {len(report.findings)} findings ({', '.join(kinds)}); retrying in {interval_s:g}s",
+            )
+        time.sleep(interval_s)
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    log.info("%s", message)
+    if progress is not None:
+        progress(message)

@@ -1,0 +1,254 @@
+"""Keeps the kernel datapath (``NetnsDatapath``) in step with the simulated cluster (``SimCluster``).
+
+The simulator's model decides what exists (nodes, pods and their IPs, Services, EndpointSlices, faults, whether
+Cilium is installed); this bridge makes it real, the way a kubelet, a CNI plugin and kube-proxy would: a started
+pod gets a namespace and a veth, a Service gets nftables frontends on every node, installing Cilium creates the
+tunnel devices and routes, a datapath fault changes the kernel. It reconciles from a background thread and
+again before each exec, so a pod the API shows as Running can be exec'd into at once.
+
+The simulator consults two attributes it sets on the cluster model (``exec_handler``, ``datapath``): exec into a
+non-agent pod runs the command for real in the pod's namespace, and the agents' tunnel maps are read from the
+node's routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..errors import BackendError, CiliumLabsError
+from . import agent as agent_mod
+from .agent import ExecOutcome, identity_for
+from .datapath import NetnsDatapath, NodeSpec, PodNet
+from .datapath_faults import KINDS
+from .datapath_lb import Frontend
+from .faults import Fault
+from .model import SimCluster
+
+log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_S = 0.25
+
+
+class NetnsBridge:
+    """One simulated cluster's kernel datapath, reconciled from the model."""
+
+    def __init__(self, cluster: SimCluster, *, mtu: int = 1500) -> None:
+        self.cluster = cluster
+        spec = cluster.spec
+        nodes = [NodeSpec(n.name, tuple(n.ips)) for n in cluster.nodes]
+        port = 6081 if spec.tunnel_protocol == "geneve" else 8472
+        self.datapath = NetnsDatapath(
+            spec.name, nodes, mtu=spec.mtu or mtu, tunnel_port=port, service_cidrs=spec.service_cidrs
+        )
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pods: dict[tuple[str, str], tuple[str, tuple[str, ...], bool]] = {}
+        self._frontends: list[Frontend] | None = None
+        self._faults: list[str] | None = None
+        self.errors: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build the nodes, attach to the model, and keep reconciling until ``stop``."""
+        if self.cluster.spec.tunnel_protocol == "geneve":
+            log.warning("the netns datapath builds VXLAN: this kernel has no Geneve (CONFIG_GENEVE unset)")
+        self.datapath.up(install=False)
+        try:
+            self.sync()
+        except BaseException:
+            self.datapath.down()
+            raise
+        self.cluster.exec_handler = self.exec  # type: ignore[attr-defined]
+        self.cluster.datapath = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._loop, name="netns-datapath", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Detach and delete everything (safe to call twice)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for attr in ("exec_handler", "datapath"):
+            if getattr(self.cluster, attr, None) is not None:
+                setattr(self.cluster, attr, None)
+        with self._sync_lock:
+            self.datapath.down()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SYNC_INTERVAL_S):
+            try:
+                self.sync()
+            except CiliumLabsError as exc:  # keep going: the next round may succeed, and exec reports it
+                msg = f"netns datapath sync failed: {exc}"
+                if not self.errors or self.errors[-1] != msg:
+                    log.warning("%s", msg)
+                    self.errors.append(msg)
+
+    # -- reconcile ---------------------------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Make the kernel match the model now."""
+        with self._sync_lock:
+            if self._stop.is_set() and self._thread is not None:
+                return
+            snap = self._snapshot()
+            if snap["installed"] and not self.datapath.installed:
+                self.datapath.install(snap["nodes"])
+            faults = [str(f) for f in snap["faults"]]
+            if faults != self._faults:
+                self.datapath.apply_faults(snap["faults"])
+                self._faults = faults
+            if self.datapath.installed:
+                self._sync_pods(snap["pods"])
+                if snap["frontends"] != self._frontends:
+                    self.datapath.set_frontends(snap["frontends"])
+                    self._frontends = snap["frontends"]
+            else:
+                self._sync_pods([p for p in snap["pods"] if p["host_network"]])
+
+    def _snapshot(self) -> dict[str, Any]:
+        c = self.cluster
+        with c.lock:
+            c.tick()
+            installed = c.cilium is not None
+            nodes = [
+                NodeSpec(n.name, tuple(n.ips), tuple(n.cilium_cidrs or n.k8s_cidrs), tuple(n.router_ips))
+                for n in c.nodes
+            ]
+            pods = []
+            for pod in c._objects("pods"):
+                meta = pod["metadata"]
+                rt = c.pod_runtime(meta["namespace"], meta["name"])
+                if rt is None or rt.agent or rt.started_at is None or not rt.node or not rt.ips:
+                    continue
+                containers = [
+                    (list(x.get("command") or []), list(x.get("args") or []))
+                    for x in pod["spec"].get("containers") or []
+                ]
+                pods.append(
+                    {
+                        "namespace": meta["namespace"],
+                        "name": meta["name"],
+                        "node": rt.node,
+                        "ips": tuple(rt.ips),
+                        "host_network": bool(rt.host_network),
+                        "identity": identity_for(meta.get("labels") or {}, meta["namespace"]),
+                        "containers": containers,
+                    }
+                )
+            frontends = _frontends(c._objects("services"), c._objects("discovery.k8s.io/endpointslices"))
+            faults = [f for f in c.faults if f.kind in KINDS]
+        return {"installed": installed, "nodes": nodes, "pods": pods, "frontends": frontends, "faults": faults}
+
+    def _sync_pods(self, pods: Sequence[dict[str, Any]]) -> None:
+        wanted = {(p["namespace"], p["name"]): p for p in pods}
+        for key in list(self._pods):
+            state = self._pods[key]
+            p = wanted.get(key)
+            if p is None or (p["node"], p["ips"], p["host_network"]) != state:
+                self.datapath.remove_pod(*key)
+                del self._pods[key]
+        for key, p in wanted.items():
+            if key in self._pods:
+                continue
+            self.datapath.add_pod(
+                p["namespace"],
+                p["name"],
+                p["node"],
+                p["ips"],
+                identity=p["identity"],
+                host_network=p["host_network"],
+                containers=p["containers"],
+            )
+            self._pods[key] = (p["node"], p["ips"], p["host_network"])
+
+    # -- what the simulator asks -------------------------------------------------------------------------------
+    def exec(self, namespace: str, pod: str, container: str, argv: Sequence[str]) -> ExecOutcome | None:
+        """Run ``argv`` for real in a pod the datapath made; None for pods it does not own (agents)."""
+        try:
+            self.sync()
+        except CiliumLabsError as exc:
+            return ExecOutcome(error=f"netns datapath: {exc}")
+        found: PodNet | None = self.datapath.pod(namespace, pod)
+        if found is None:
+            return None
+        res = self.datapath.exec_in_pod(namespace, pod, argv, timeout=120.0)
+        if res.returncode == 127 and "executable file not found" in res.stderr:
+            return agent_mod._not_found(argv[0])
+        return ExecOutcome(res.stdout, res.stderr, res.returncode)
+
+    def tunnels(self, node: str) -> list[tuple[str, str]]:
+        """NODE's tunnel map as its routes really are: ``(pod CIDR, tunnel endpoint)``."""
+        try:
+            return sorted(self.datapath.tunnel_map(node).items())
+        except CiliumLabsError as exc:
+            raise BackendError(f"cannot read {node}'s routes: {exc}") from exc
+
+    def frontends(self, node: str) -> list[Frontend]:
+        return self.datapath.frontends(node)
+
+
+def _frontends(services: Sequence[dict[str, Any]], slices: Sequence[dict[str, Any]]) -> list[Frontend]:
+    """ClusterIP and NodePort frontends of every Service, with the ready endpoints of its EndpointSlices."""
+    by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in slices:
+        name = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        if name:
+            by_service.setdefault((s["metadata"]["namespace"], name), []).append(s)
+    out: list[Frontend] = []
+    for svc in services:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        spec = svc.get("spec") or {}
+        ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]
+        for port in spec.get("ports") or []:
+            proto = str(port.get("protocol") or "TCP").upper()
+            if proto not in ("TCP", "UDP"):
+                continue
+            for ip in ips:
+                family = ipaddress.ip_address(ip).version
+                backends = _backends(by_service.get((ns, name), []), port, family)
+                out.append(Frontend(ns, name, proto, ip, int(port["port"]), backends, False, family))
+                if port.get("nodePort") and spec.get("type") in ("NodePort", "LoadBalancer"):
+                    out.append(Frontend(ns, name, proto, "", int(port["nodePort"]), backends, True, family))
+    return sorted(out, key=lambda f: f.key)
+
+
+def _backends(slices: Sequence[dict[str, Any]], port: dict[str, Any], family: int) -> tuple[tuple[str, int], ...]:
+    out: list[tuple[str, int]] = []
+    want = "IPv4" if family == 4 else "IPv6"
+    for s in slices:
+        if s.get("addressType") != want:
+            continue
+        number: int | None = None
+        for p in s.get("ports") or []:
+            if p.get("name", "") == port.get("name", "") and p.get("port"):
+                number = int(p["port"])
+        if number is None:
+            target = str(port.get("targetPort", port.get("port")))
+            number = int(target) if target.isdigit() else int(port["port"])
+        for ep in s.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready") is False:
+                continue
+            out += [(addr, number) for addr in ep.get("addresses") or []]
+    return tuple(sorted(set(out)))
+
+
+@contextlib.contextmanager
+def attached(cluster: SimCluster) -> Iterator[NetnsBridge]:
+    """Run ``cluster`` on the netns datapath for the duration of the block (root only)."""
+    bridge = NetnsBridge(cluster)
+    bridge.start()
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+def datapath_faults(faults: Sequence[Fault]) -> list[Fault]:
+    """The faults among ``faults`` only a real datapath shows."""
+    return [f for f in faults if f.kind in KINDS]

@@ -1,0 +1,159 @@
+"""``run_checks`` / ``wait_for`` and the check registry: selection, concurrency, errors kept inside checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cilium_labs import checks
+from cilium_labs.checks import base, wait_for
+from cilium_labs.checks.base import Finding, Skip
+from cilium_labs.checks.context import CheckContext
+from cilium_labs.errors import ClusterError, UsageError
+from cilium_labs.spec import LabSpec
+from tests.unit.checks.fakecluster import FakeCluster, kinds, run
+
+
+def test_all_checks_in_report_order() -> None:
+    report = run(FakeCluster())
+    assert [c.name for c in report.checks] == ["health", "tunnels", "services"]
+    assert report.ok and report.cluster == "lab"
+    assert report.nodes == ("lab-control-plane", "lab-worker", "lab-worker2")
+
+
+@pytest.mark.parametrize("names", ["services,health", ["health", "services"], " health , services "])
+def test_selection_keeps_report_order(names: Any) -> None:
+    report = run(FakeCluster(), names=names)
+    assert [c.name for c in report.checks] == ["health", "services"]
+
+
+@pytest.mark.parametrize("names", ["helth", "", ["tunnels", "nope"]])
+def test_unknown_or_empty_selection_is_a_usage_error(names: Any) -> None:
+    with pytest.raises(UsageError) as exc:
+        run(FakeCluster(), names=names)
+    assert "health, tunnels, services" in str(exc.value)
+
+
+def test_a_typo_gets_a_suggestion() -> None:
+    with pytest.raises(UsageError, match="did you mean 'health'"):
+        run(FakeCluster(), names="helth")
+
+
+def test_cluster_name_from_spec() -> None:
+    report = run(FakeCluster(), spec=LabSpec(name="mylab", cilium_version="1.16.3"))
+    assert report.cluster == "mylab"
+
+
+def test_execs_never_exceed_concurrency_across_checks() -> None:
+    fake = FakeCluster(nodes=10)
+    fake.exec_delay = 0.01
+    report = run(fake, concurrency=3)
+    assert report.ok and fake.max_in_flight <= 3
+
+
+def test_flaky_api_is_retried_to_a_clean_pass() -> None:
+    fake = FakeCluster(nodes=4, version="1.18.2", dual=True)
+    fake.flaky_exec = 5
+    fake.flaky_reads = 3
+    report = run(fake)
+    assert report.ok, report.findings
+
+
+def test_api_unreachable_for_discovery_raises() -> None:
+    fake = FakeCluster()
+    fake.flaky_reads = 100
+    with pytest.raises(ClusterError):
+        run(fake)
+
+
+class _Boom:
+    name = "boom"
+    description = "raises"
+
+    def run(self, ctx: CheckContext) -> list[Finding]:
+        raise RuntimeError("bug")
+
+
+class _ApiDown:
+    name = "apidown"
+    description = "API error"
+
+    def run(self, ctx: CheckContext) -> list[Finding]:
+        raise ClusterError("list services: API answered 500")
+
+
+class _NotHere:
+    name = "nothere"
+    description = "skipped"
+
+    def run(self, ctx: CheckContext) -> list[Finding]:
+        raise Skip("does not apply here")
+
+
+@pytest.fixture
+def extra_checks() -> Any:
+    saved = dict(base._REGISTRY)
+    for c in (_Boom(), _ApiDown(), _NotHere()):
+        base.register(c)
+    yield
+    base._REGISTRY.clear()
+    base._REGISTRY.update(saved)
+
+
+@pytest.mark.usefixtures("extra_checks")
+def test_errors_inside_a_check_become_its_findings() -> None:
+    report = run(FakeCluster(), names="health,boom,apidown,nothere")
+    assert [c.name for c in report.checks] == ["health", "boom", "apidown", "nothere"]
+    by = {c.name: c for c in report.checks}
+    assert by["health"].ok
+    assert [f.kind for f in by["boom"].findings] == ["check-error"] and "bug" in by["boom"].findings[0].found
+    assert [f.kind for f in by["apidown"].findings] == ["api-error"]
+    assert by["nothere"].ok and by["nothere"].skipped and by["nothere"].skip_reason == "does not apply here"
+    assert not report.ok
+
+
+def test_register_refuses_non_checks() -> None:
+    with pytest.raises(TypeError):
+        base.register(object())  # type: ignore[arg-type]
+
+
+def test_wait_for_polls_until_converged() -> None:
+    fake = FakeCluster()
+    w1 = fake.node_names[1]
+    rounds = {"n": 0}
+
+    def until_third(m: dict[str, list[str]]) -> dict[str, list[str]]:
+        rounds["n"] += 1
+        return m if rounds["n"] >= 3 else {}
+
+    fake.mutate_tunnels[w1] = until_third
+    said: list[str] = []
+    report = wait_for(fake, timeout_s=30, interval_s=0.01, names="tunnels", concurrency=2, progress=said.append)
+    assert report.ok and rounds["n"] == 3
+    assert sum("retrying" in s for s in said) == 2 and any("tunnel-missing" in s for s in said)
+
+
+def test_wait_for_returns_the_last_failing_report_when_time_is_up() -> None:
+    fake = FakeCluster()
+    fake.mutate_tunnels[fake.node_names[1]] = lambda m: {}
+    report = wait_for(fake, timeout_s=0.05, interval_s=0.02, names="tunnels", concurrency=2)
+    assert not report.ok and (fake.node_names[1], "tunnel-missing") in kinds(report)
+
+
+def test_wait_for_rejects_typos_before_polling() -> None:
+    fake = FakeCluster()
+    with pytest.raises(UsageError):
+        wait_for(fake, timeout_s=10, names="tunnel")
+    assert fake.calls == []
+
+
+def test_wait_for_keeps_trying_while_the_api_is_down() -> None:
+    fake = FakeCluster()
+    fake.flaky_reads = 6  # discovery fails twice (three attempts each), then the API is back
+    report = wait_for(fake, timeout_s=30, interval_s=0.01, names="health", concurrency=2)
+    assert report.ok
+
+
+def test_public_names() -> None:
+    assert {"run_checks", "wait_for", "Report", "Finding", "CheckResult", "Check"} <= set(checks.__all__)
