@@ -335,6 +335,7 @@ step_containerd() {
   containerd config default >"$conf.tmp"
   if ! grep -q 'SystemdCgroup = false' "$conf.tmp"; then
     log "containerd's default config has no 'SystemdCgroup = false' line to flip; cannot set the cgroup driver"
+    rm -f "$conf.tmp"
     return 1
   fi
   sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' "$conf.tmp"

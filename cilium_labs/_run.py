@@ -218,3 +218,62 @@ def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+# -- background processes --------------------------------------------------------------------------------------
+
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+"""Children started by ``spawn``, kept so they are reaped (no zombies) and never garbage-collected while running."""
+
+
+def spawn(
+    argv: Sequence[str],
+    log_path: str | Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> int:
+    """Start a long-lived background process (a server) and return its pid without waiting.
+
+    argv list, no shell; its own session (a Ctrl-C in our terminal does not reach it); stdin from /dev/null;
+    stdout and stderr appended to ``log_path``. It outlives this process: stop it with ``os.kill(pid, SIGTERM)``.
+    """
+    args, full_env = _prepare(argv, env)
+    log_file = Path(log_path)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise ToolNotFoundError(args[0], INSTALL_HINTS.get(Path(args[0]).name, "check the path")) from exc
+    _SPAWNED[proc.pid] = proc
+    return proc.pid
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie child of ours counts as gone, and is reaped)."""
+    proc = _SPAWNED.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        _SPAWNED.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

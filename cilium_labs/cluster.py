@@ -172,6 +172,42 @@ class Cluster:
             )
         )
 
+    # -- writes (the connectivity check's test namespace) ----------------------------------------------------
+    def namespace(self, name: str) -> client.V1Namespace | None:
+        try:
+            return self.core.read_namespace(name, _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"read namespace {name}: API answered {exc.status} {exc.reason}") from exc
+
+    def create(self, obj: dict[str, Any]) -> Any:
+        """Create a Namespace, DaemonSet, Deployment, Service or Pod from its manifest (a dict)."""
+        kind = obj.get("kind")
+        ns = (obj.get("metadata") or {}).get("namespace") or "default"
+        name = (obj.get("metadata") or {}).get("name")
+        calls: dict[str, tuple[Any, tuple[Any, ...]]] = {
+            "Namespace": (self.core.create_namespace, ()),
+            "Service": (self.core.create_namespaced_service, (ns,)),
+            "Pod": (self.core.create_namespaced_pod, (ns,)),
+            "DaemonSet": (self.apps.create_namespaced_daemon_set, (ns,)),
+            "Deployment": (self.apps.create_namespaced_deployment, (ns,)),
+        }
+        if kind not in calls:
+            raise UsageError(f"cannot create a {kind}", fix=f"use one of: {', '.join(calls)}")
+        fn, args = calls[kind]
+        return self._call(f"create {kind} {name}", fn, *args, obj)
+
+    def delete_namespace(self, name: str) -> bool:
+        """Delete a namespace (with everything in it); False when it did not exist."""
+        try:
+            self.core.delete_namespace(name, _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise ClusterError(f"delete namespace {name}: API answered {exc.status} {exc.reason}") from exc
+        return True
+
     # -- exec ----------------------------------------------------------------------------------------------
     def _exec_core(self) -> client.CoreV1Api:
         api = getattr(self._local, "core", None)

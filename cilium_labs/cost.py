@@ -152,7 +152,7 @@ class CostEstimate:
         """Lines for ``plan``: each item, the total per hour, and over the lab's time to live."""
         out = []
         for line in self.lines:
-            price = f"{line.unit_price:.4f}" if line.unit_price is not None else "unknown"
+            price = f"{line.unit_price:.6g}" if line.unit_price is not None else "unknown"
             hourly = f"{line.hourly:.4f}" if line.hourly is not None else "unknown"
             out.append(f"  {line.item}: {line.quantity:g} {line.unit} x {price} = {hourly} {self.currency}/h")
         total = f"{self.hourly:.3f} {self.currency}/hour"
@@ -161,7 +161,7 @@ class CostEstimate:
         if ttl_hours:
             total += f", about {self.for_hours(ttl_hours):.2f} {self.currency} over the {ttl_hours:g} h time to live"
         out.append(f"  total: {total} (list prices of {self.prices_date})")
-        out += [f"  note: {n}" for n in self.notes]
+        out += [f"  ({n})" for n in self.notes]
         return out
 
 

@@ -356,7 +356,12 @@ class GcpBackend(Backend):
                      + ", ".join(n for n, _ in self.spec.node_names()))  # fmt: skip
         notes.append("estimated cost:")
         notes.extend(cost.render(self.spec.gcp.ttl_hours))
-        notes.append(f"Cilium MTU: {self.spec.mtu or self.recommended_mtu()} (GCE VPC MTU 1460; pods get 1410)")
+        if self.spec.mtu:
+            notes.append(f"Cilium MTU: {self.spec.mtu} (GCE VPC MTU {RECOMMENDED_MTU})")
+        else:
+            notes.append(
+                f"Cilium MTU: auto-detected; --mtu {RECOMMENDED_MTU} makes it explicit (GCE VPC MTU, pods 1410)"
+            )
         notes.append(f"remove with: cilium-labs down {self.spec.name}  (runs {' '.join(tf.destroy_argv())})")
         return Plan(
             backend=self.name,
@@ -394,6 +399,8 @@ class GcpBackend(Backend):
             if keep_on_failure:
                 self.progress(f"up failed; keeping what was created (`cilium-labs down {self.spec.name}` removes it)")
                 raise
+            if self._nodes and not isinstance(exc, KeyboardInterrupt):
+                self._dump_before_destroy()
             self._destroy_after_failure(tf, exc)
             raise
 
@@ -428,6 +435,17 @@ class GcpBackend(Backend):
         self._api_external_ip = str(out["api_server_external_ip"]) if out.get("api_server_external_ip") else None
         self._cp_address = str(out["control_plane_address"]) if out.get("control_plane_address") else None
         _write_private(self.nodes_cache, json.dumps(self.state(), indent=2) + "\n")
+
+    def _dump_before_destroy(self) -> None:
+        """The VMs are about to go: keep their logs first, or the post-mortem has nothing to read."""
+        dest = self.state_dir / "artifacts" / time.strftime("up-failed-%Y%m%dT%H%M%S", time.gmtime(self._clock()))
+        try:
+            files = self.dump_logs(dest)
+        except CiliumLabsError as exc:
+            self.progress(f"warning: could not collect node logs before destroying: {exc}")
+            return
+        if files:
+            self.progress(f"node logs kept in {dest}")
 
     def _destroy_after_failure(self, tf: Terraform, original: BaseException) -> None:
         """Undo a failed ``up``. Only returns if nothing is left; otherwise raises ``BackendError`` saying what is."""

@@ -349,14 +349,13 @@ class KindBackend(Backend):
             self.progress(f"removed leftover containers: {', '.join(leftovers)}")
 
     def is_up(self) -> bool:
+        """kind knows nodes of this cluster (``kind get nodes``) and its control plane container is running."""
         try:
-            if self.cluster_name not in self.existing_clusters():
+            res = _run.run(["kind", "get", "nodes", "--name", self.cluster_name], timeout=60)
+            if not res.stdout.strip():
                 return False
-            return any(
-                c.running
-                for c in docker_nodes.node_containers(self.docker(), self.cluster_name)
-                if c.role == "control-plane"
-            )
+            containers = docker_nodes.node_containers(self.docker(), self.cluster_name)
+            return any(c.running for c in containers if c.role == "control-plane")
         except CiliumLabsError:
             return False
 

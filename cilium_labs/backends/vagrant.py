@@ -11,8 +11,9 @@ Every ``vagrant`` call gets ``VAGRANT_CWD`` and ``VAGRANT_DOTFILE_PATH`` pointin
 machines and ``cilium-labs down`` from another shell finds them. Nodes are reached over SSH with what
 ``vagrant ssh-config`` prints, one connection per call, the remote command built with ``shlex.join`` from an argv
 (never a shell string made of user input). Kubernetes comes from ``bootstrap/kubeadm-node.sh`` (the same script
-the gcp backend runs): ``up`` on every node as a Vagrant shell provisioner, then the join command is fetched from
-the first control plane and piped to ``join`` on the others over SSH, so the token never lands in a file or a log.
+the gcp backend runs): ``up`` on every node as a Vagrant shell provisioner, then ``cilium_labs.bootstrap.join_nodes``
+fetches the join command from the first control plane and pipes it to ``join`` on the others over SSH stdin, so the
+token never lands in a file, an argv or a log.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import shutil
 import socket
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import _run
+from .. import bootstrap as kubeadm
 from ..assets import asset
 from ..errors import (
     BackendError,
@@ -64,10 +65,11 @@ NODE_OFFSET = 10
 """Node *i* (0-based) gets the (NODE_OFFSET + 1 + i)-th address of ``node_cidr``: .11, .12...; .1 is the host's
 address on the libvirt bridge."""
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
-BOOTSTRAP_IN_VM = "/usr/local/sbin/cilium-labs-kubeadm-node"
+BOOTSTRAP_IN_VM = kubeadm.REMOTE_SCRIPT
+"""Where the provisioner installs the bootstrap in each VM (the same place as on GCE)."""
 BOOTSTRAP_UPLOAD = "/tmp/cilium-labs-kubeadm-node.sh"
-BOOTSTRAP_LOG = "/var/log/cilium-labs-bootstrap.log"
-API_PORT = 6443
+BOOTSTRAP_LOG = kubeadm.REMOTE_LOG
+API_PORT = kubeadm.API_PORT
 MANAGEMENT_NETWORK = ipaddress.IPv4Network("192.168.121.0/24")
 """vagrant-libvirt's default management (NAT) network; node_cidr must not overlap it."""
 MEMORY_HEADROOM_MB = 512
@@ -116,32 +118,6 @@ def _box_url(spec: LabSpec) -> str | None:
     return str(Path(url).expanduser().resolve())
 
 
-def bootstrap_args(spec: LabSpec, name: str, role: str, ip: str, cp_ip: str, first_cp: bool) -> list[str]:
-    """Arguments of ``kubeadm-node.sh up`` for one node."""
-    args = [
-        "up",
-        "--role",
-        role,
-        "--node-ip",
-        ip,
-        "--node-name",
-        name,
-        "--control-plane-address",
-        cp_ip,
-        "--k8s-version",
-        spec.k8s_version,
-        "--pod-cidrs",
-        ",".join(spec.pod_cidrs),
-        "--service-cidrs",
-        ",".join(spec.service_cidrs),
-    ]
-    if first_cp:
-        args.append("--init")
-    if spec.kube_proxy_replacement:
-        args.append("--kube-proxy-replacement")
-    return args
-
-
 def lab_document(spec: LabSpec, bootstrap_script: Path | None) -> dict[str, Any]:
     """The JSON lab file the Vagrantfile reads. Pure: ``plan()`` shows exactly this."""
     v = spec.vagrant
@@ -170,7 +146,9 @@ def lab_document(spec: LabSpec, bootstrap_script: Path | None) -> dict[str, Any]
                 "script": str(bootstrap_script),
                 "upload_to": BOOTSTRAP_UPLOAD,
                 "install_to": BOOTSTRAP_IN_VM,
-                "args": bootstrap_args(spec, name, role, ip, cp_ip, first_cp=i == 0),
+                "args": kubeadm.up_args(
+                    spec, role=role, node_ip=ip, control_plane_address=cp_ip, init=i == 0, node_name=name
+                ),
             }
         nodes.append(
             {"name": name, "role": role, "ip": ip, "cpus": v.cpus, "memory_mb": v.memory_mb, "provision": provision}
@@ -226,7 +204,7 @@ class VagrantBackend(Backend):
         }
 
     def _document(self) -> dict[str, Any]:
-        script = asset("bootstrap", "kubeadm-node.sh") if self.spec.vagrant.provision else None
+        script = kubeadm.script_path() if self.spec.vagrant.provision else None
         return lab_document(self.spec, script)
 
     def write_lab_files(self) -> None:
@@ -368,37 +346,18 @@ class VagrantBackend(Backend):
 
     def _join_nodes(self) -> None:
         names = self.spec.node_names()
-        cp = names[0][0]
-        others = names[1:]
-        if not others:
-            return
-        join_for: dict[bool, str] = {}
-        for want_cp in sorted({role == "control-plane" for _, role in others}):
-            argv = ["sudo", BOOTSTRAP_IN_VM, "join-command"] + (["--control-plane"] if want_cp else [])
-            res = self._exec(cp, argv, timeout=180)
-            if res.returncode != 0 or not res.stdout.strip().startswith("kubeadm join "):
-                raise BackendError(
-                    f"{cp} gave no join command: {_tail(res.stderr)}", fix=f"see {BOOTSTRAP_LOG} on {cp}"
-                )
-            join_for[want_cp] = res.stdout.strip().splitlines()[-1]
+        kubeadm.join_nodes(
+            self._as_root,
+            names[0][0],
+            control_planes=[n for n, role in names[1:] if role == "control-plane"],
+            workers=[n for n, role in names[1:] if role == "worker"],
+            progress=self.progress,
+            script=BOOTSTRAP_IN_VM,
+        )
 
-        def join(item: tuple[str, str]) -> None:
-            name, role = item
-            want_cp = role == "control-plane"
-            self.progress(f"vagrant: joining {name} ({role})")
-            argv = ["sudo", BOOTSTRAP_IN_VM, "join"] + (["--control-plane"] if want_cp else [])
-            res = self._exec(name, argv, timeout=900, input=join_for[want_cp] + "\n")
-            if res.returncode != 0:
-                raise BackendError(
-                    f"{name} did not join: {_tail(res.stderr or res.stdout)}", fix=f"see {BOOTSTRAP_LOG} on {name}"
-                )
-
-        # Control planes one at a time (etcd membership changes serialise anyway), workers in parallel.
-        for item in [o for o in others if o[1] == "control-plane"]:
-            join(item)
-        workers = [o for o in others if o[1] == "worker"]
-        with ThreadPoolExecutor(max_workers=min(8, max(1, len(workers)))) as pool:
-            list(pool.map(join, workers))
+    def _as_root(self, node: str, argv: Sequence[str], stdin: str | None, timeout: float) -> ExecResult:
+        """``bootstrap.NodeRunner``: argv as root on ``node``, stdin passed through (the join line travels there)."""
+        return self._exec(node, ["sudo", "-n", "--", *argv], timeout=timeout, input=stdin)
 
     # -- SSH ---------------------------------------------------------------------------------------------------------
     def ssh_targets(self, *, refresh: bool = False) -> dict[str, SshTarget]:
@@ -539,6 +498,7 @@ class VagrantBackend(Backend):
                 fix="pick another node_cidr, e.g. 172.16.0.0/24",
             )
         our_bridge = None
+        ours_exists = False
         names = _run.run(["virsh", "-c", LIBVIRT_URI, "net-list", "--all", "--name"], timeout=60).stdout.split()
         for name in names:
             xml = _run.run(["virsh", "-c", LIBVIRT_URI, "net-dumpxml", name], timeout=60, check=False)
@@ -546,7 +506,7 @@ class VagrantBackend(Backend):
                 continue
             net = parse_network_xml(xml.stdout)
             if name == ours:
-                our_bridge = net.bridge
+                our_bridge, ours_exists = net.bridge, True
                 continue
             hit = overlapping(cidr, net.networks)
             if hit:
@@ -563,7 +523,7 @@ class VagrantBackend(Backend):
                     f"node_cidr {cidr} overlaps the host route {route.network} on {route.iface}",
                     fix="pick a node_cidr this machine does not route, e.g. 172.16.0.0/24",
                 )
-        if our_bridge is not None:
+        if ours_exists:
             warnings.append(f"libvirt network {ours} exists already (a previous run of this lab); it is reused")
 
     def plan(self) -> Plan:
@@ -585,8 +545,26 @@ class VagrantBackend(Backend):
             commands.append(["vagrant", "ssh-config"])
             for node in doc["nodes"][1:]:
                 flag = ["--control-plane"] if node["role"] == "control-plane" else []
-                commands.append(["ssh", cp, "sudo", BOOTSTRAP_IN_VM, "join-command", *flag])
-                commands.append(["ssh", node["name"], "sudo", BOOTSTRAP_IN_VM, "join", *flag])
+                commands.append(
+                    [
+                        "ssh",
+                        cp,
+                        "sudo",
+                        "-n",
+                        "--",
+                        *kubeadm.join_command_argv(control_plane=bool(flag), script=BOOTSTRAP_IN_VM),
+                    ]
+                )
+                commands.append(
+                    [
+                        "ssh",
+                        node["name"],
+                        "sudo",
+                        "-n",
+                        "--",
+                        *kubeadm.join_argv(control_plane=bool(flag), script=BOOTSTRAP_IN_VM),
+                    ]
+                )
             commands.append(["ssh", cp, "sudo", "cat", "/etc/kubernetes/admin.conf"])
             notes.append("the join command goes from the control plane to each node on SSH stdin, never on argv")
             notes.append(

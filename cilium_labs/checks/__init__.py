@@ -22,7 +22,8 @@ from ..report import Report
 from ..spec import LabSpec
 
 # the built-in checks register themselves on import
-from . import health, services, tunnels  # noqa: F401
+# (connectivity, encapsulation and preflight are opt-in: they deploy pods or need a backend capability)
+from . import connectivity, encapsulation, health, preflight, services, tunnels  # noqa: F401
 from .base import Check, CheckResult, Finding, Skip, register, registered, select
 from .context import CheckContext
 

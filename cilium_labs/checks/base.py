@@ -125,9 +125,10 @@ def registered() -> dict[str, Check]:
 
 
 def select(names: str | list[str] | tuple[str, ...] | None) -> list[Check]:
-    """The checks named (comma-separated or a list), in registry order; None means all of them."""
+    """The checks named (comma-separated or a list), in registry order; None means all of them except the opt-in
+    ones (``default = False``: connectivity, encapsulation and preflight deploy pods or need a backend)."""
     if names is None:
-        return _ordered()
+        return [c for c in _ordered() if getattr(c, "default", True)]
     wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
     known = [c.name for c in _ordered()]
     unknown = [n for n in wanted if n not in _REGISTRY]

@@ -3,12 +3,13 @@
 Expected, per agent: each Service's frontends (ClusterIPs; with kube-proxy replacement also the NodePort on
 ``0.0.0.0``/``[::]`` and on the agent's own node IPs, LoadBalancer ingress IPs and ExternalIPs; per IP family)
 with the ready endpoints of its EndpointSlices as backends (only the node's own endpoints where a traffic
-policy is ``Local``). Actual: the agent's ``service list -o json``. This is the recipe's ``cilium service list``
+policy is ``Local``). Actual: the agent's ``service list``. This is the recipe's ``cilium service list``
 loop, compared by machine.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from typing import Any
@@ -34,27 +35,49 @@ Addr = tuple[str, int]
 """(canonical IP, port)"""
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Frontend:
-    service: str
+    """One frontend an agent should have; its backends are read from the Service port it belongs to."""
+
+    sp: _ServicePort
     ip: str
     port: int
-    protocol: str
+    fam: int
     kind: str
     """ClusterIP, NodePort, LoadBalancer, ExternalIPs."""
-    local_only: bool
-    """A ``Local`` traffic policy applies: only this node's endpoints are backends."""
-    backends: set[Addr] = attrs.field(factory=set)
-    local_backends: set[Addr] = attrs.field(factory=set)
-    terminating: set[Addr] = attrs.field(factory=set)
-    check_missing: bool = True
+    external: bool
+    local_only: bool = attrs.field(init=False)
+    """A ``Local`` traffic policy applies: only the node's own endpoints are backends."""
+    ready: set[Addr] = attrs.field(init=False)
+    terminating: set[Addr] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.local_only = self.sp.external_local if self.external else self.sp.internal_local
+        self.ready = self.sp.ready.get(self.fam, _EMPTY)
+        self.terminating = self.sp.terminating.get(self.fam, _EMPTY)
+
+    @property
+    def service(self) -> str:
+        return self.sp.service
+
+    @property
+    def protocol(self) -> str:
+        return self.sp.protocol
 
     @property
     def label(self) -> str:
-        return f"{_fmt(self.ip, self.port)}/{self.protocol}"
+        return f"{_fmt(self.ip, self.port)}/{self.sp.protocol}"
 
-    def expected_backends(self) -> set[Addr]:
-        return self.local_backends if self.local_only else self.backends
+    def expected_backends(self, node: str) -> set[Addr]:
+        if self.local_only:
+            return self.sp.ready_by_node.get(node, {}).get(self.fam, _EMPTY)
+        return self.ready
+
+
+_EMPTY: set[Addr] = set()
+
+Key = tuple[str, int, str]
+"""(IP, port, protocol); the protocol is "" where the agent's version does not key frontends by it."""
 
 
 @attrs.define
@@ -87,12 +110,12 @@ class ServicesCheck:
         with_proto = version is not None and version >= PROTOCOL_IN_KEY_SINCE
         nodes = ctx.node_infos()
         agents = ctx.agents.by_node()
-        ctx.progress(f"services: `service list -o json` on {len(agents)} agents ({len(ports)} service ports)")
-        results = ctx.agents.run_all(["service", "list", "-o", "json"])
-        for node in sorted(results):
-            info = nodes.get(node) or NodeInfo(node, (), ())
-            expected = expected_frontends(ports, info, kpr)
-            findings += _compare_agent(ctx, results[node], expected, with_proto=with_proto)
+        ctx.progress(f"services: `service list` on {len(agents)} agents ({len(ports)} service ports)")
+        common = group(common_frontends(ports, kpr), with_proto=with_proto)  # the same on every agent
+        for res in ctx.agents.run_all(list(_outputs.SERVICE_LIST_ARGS)).values():
+            info = nodes.get(res.node) or NodeInfo(res.node, (), ())
+            expected = merge(common, group(node_frontends(ports, info, kpr), with_proto=with_proto))
+            findings += _compare_agent(ctx, res, expected, with_proto=with_proto)
         return findings
 
 
@@ -183,164 +206,148 @@ def _slice_port(sl: Any, name: str, proto: str) -> int | None:
     return None
 
 
-def expected_frontends(ports: list[_ServicePort], node: NodeInfo, kpr: dict[str, bool]) -> list[_Frontend]:
-    """The frontends one agent should have, each with the backends it should carry."""
+def _frontend(sp: _ServicePort, ip: str, port: int, kind: str, external: bool) -> _Frontend:
+    canon = _canon(ip)
+    return _Frontend(sp, canon, port, 6 if ":" in canon else 4, kind, external)
+
+
+def common_frontends(ports: list[_ServicePort], kpr: dict[str, bool]) -> list[_Frontend]:
+    """Frontends every agent should have: ClusterIPs; with kube-proxy replacement the NodePort on the
+    unspecified address, LoadBalancer ingress IPs and ExternalIPs."""
     out: list[_Frontend] = []
-    node_ips = {ipaddress.ip_address(ip).version: _canon(ip) for ip in reversed(node.internal_ips)}
-
-    def add(sp: _ServicePort, ip: str, port: int, kind: str, external: bool) -> None:
-        fam = ipaddress.ip_address(ip).version
-        local = sp.external_local if external else sp.internal_local
-        out.append(
-            _Frontend(
-                service=sp.service,
-                ip=_canon(ip),
-                port=port,
-                protocol=sp.protocol,
-                kind=kind,
-                local_only=local,
-                backends=set(sp.ready.get(fam, set())),
-                local_backends=set(sp.ready_by_node.get(node.name, {}).get(fam, set())),
-                terminating=set(sp.terminating.get(fam, set())),
-                check_missing=not sp.topology_aware,
-            )
-        )
-
     for sp in ports:
-        for ip in sp.cluster_ips:
-            add(sp, ip, sp.port, "ClusterIP", external=False)
+        out += [_frontend(sp, ip, sp.port, "ClusterIP", False) for ip in sp.cluster_ips]
         if sp.node_port and kpr.get("nodeport"):
-            for fam in sp.families:
-                add(sp, "0.0.0.0" if fam == 4 else "::", sp.node_port, "NodePort", external=True)
-                if fam in node_ips:
-                    add(sp, node_ips[fam], sp.node_port, "NodePort", external=True)
+            out += [_frontend(sp, "0.0.0.0" if f == 4 else "::", sp.node_port, "NodePort", True) for f in sp.families]
         if kpr.get("loadbalancer"):
-            for ip in sp.lb_ips:
-                add(sp, ip, sp.port, "LoadBalancer", external=True)
+            out += [_frontend(sp, ip, sp.port, "LoadBalancer", True) for ip in sp.lb_ips]
         if kpr.get("external_ips"):
-            for ip in sp.external_ips:
-                add(sp, ip, sp.port, "ExternalIPs", external=True)
+            out += [_frontend(sp, ip, sp.port, "ExternalIPs", True) for ip in sp.external_ips]
+    return out
+
+
+def node_frontends(ports: list[_ServicePort], node: NodeInfo, kpr: dict[str, bool]) -> list[_Frontend]:
+    """Frontends only this node's agent has: the NodePort on the node's own addresses."""
+    if not kpr.get("nodeport"):
+        return []
+    node_ips = {ipaddress.ip_address(ip).version: _canon(ip) for ip in reversed(node.internal_ips)}
+    out: list[_Frontend] = []
+    for sp in ports:
+        if sp.node_port:
+            out += [_frontend(sp, node_ips[f], sp.node_port, "NodePort", True) for f in sp.families if f in node_ips]
+    return out
+
+
+def expected_frontends(ports: list[_ServicePort], node: NodeInfo, kpr: dict[str, bool]) -> list[_Frontend]:
+    """Every frontend one agent should have."""
+    return common_frontends(ports, kpr) + node_frontends(ports, node, kpr)
+
+
+Grouped = dict[str, dict[Key, list[_Frontend]]]
+"""Service -> frontend key -> the expected frontends sharing that key (TCP and UDP before 1.18)."""
+
+
+def group(frontends: list[_Frontend], *, with_proto: bool) -> Grouped:
+    out: Grouped = {}
+    for fe in frontends:
+        key = (fe.ip, fe.port, fe.protocol if with_proto else "")
+        out.setdefault(fe.service, {}).setdefault(key, []).append(fe)
+    return out
+
+
+def merge(common: Grouped, extra: Grouped) -> Grouped:
+    if not extra:
+        return common
+    out = dict(common)
+    for service, keys in extra.items():
+        out[service] = {**out.get(service, {}), **keys}
     return out
 
 
 # -- actual --------------------------------------------------------------------------------------------------
-@attrs.define
-class _Actual:
-    backends: dict[Addr, str] = attrs.field(factory=dict)
-    """address -> state (``active``, ``terminating``, ``quarantined``, ``maintenance``)."""
+Actual = _outputs.Index
+"""Frontend key -> backend address -> state (``active``, ``terminating``, ``quarantined``, ``maintenance``)."""
 
 
-def actual_frontends(entries: list[dict[str, Any]], *, with_proto: bool) -> dict[tuple[str, int, str], _Actual]:
-    """(ip, port, protocol or "") -> backends, merging entries that share a frontend (internal/external scope)."""
-    out: dict[tuple[str, int, str], _Actual] = {}
-    for e in entries:
-        addr = _parse_addr(str(e.get("frontend") or ""))
-        if addr is None:
-            continue
-        proto = str(e.get("protocol") or "").upper() if with_proto else ""
-        if proto in ("ANY", "NONE"):
-            proto = ""
-        actual = out.setdefault((addr[0], addr[1], proto), _Actual())
-        for b in e.get("backends") or []:
-            baddr = _parse_addr(str(b.get("address") or ""))
-            if baddr is None:
-                continue
-            state = str(b.get("state") or "active").lower()
-            prev = actual.backends.get(baddr)
-            if prev is None or prev == "active":
-                actual.backends[baddr] = state
-    return out
-
-
-def _lookup(actual: dict[tuple[str, int, str], _Actual], fe: _Frontend, *, with_proto: bool) -> _Actual | None:
-    if with_proto:
-        return actual.get((fe.ip, fe.port, fe.protocol)) or actual.get((fe.ip, fe.port, ""))
-    return actual.get((fe.ip, fe.port, ""))
+def actual_frontends(entries: list[dict[str, Any]], *, with_proto: bool) -> Actual:
+    """The agent's table (normalized entries) by frontend."""
+    return _outputs.index_entries(entries, with_proto=with_proto)
 
 
 # -- comparison ----------------------------------------------------------------------------------------------
-def _compare_agent(
-    ctx: CheckContext, res: AgentResult, expected: list[_Frontend], *, with_proto: bool
-) -> list[Finding]:
-    bad = ctx.unusable(NAME, res, "`service list -o json`")
+def _compare_agent(ctx: CheckContext, res: AgentResult, expected: Grouped, *, with_proto: bool) -> list[Finding]:
+    what = f"`{' '.join(_outputs.SERVICE_LIST_ARGS)}`"
+    bad = ctx.unusable(NAME, res, what)
     if bad is not None:
         return [bad]
     try:
-        entries = _outputs.services(res.stdout)
+        actual = _outputs.service_index(res.stdout, with_proto=with_proto)
     except ParseError as exc:
-        return [
-            Finding(NAME, res.node, "unparsable-output", "`service list -o json`", "service list JSON", exc.message)
-        ]
-    return compare(res.node, expected, actual_frontends(entries, with_proto=with_proto), with_proto=with_proto)
+        return [Finding(NAME, res.node, "unparsable-output", what, "the agent's service table", exc.message)]
+    return compare(res.node, expected, actual)
 
 
-def compare(
-    node: str, expected: list[_Frontend], actual: dict[tuple[str, int, str], _Actual], *, with_proto: bool
-) -> list[Finding]:
+def compare(node: str, expected: Grouped, actual: Actual) -> list[Finding]:
+    """One agent's findings: services or frontends it lacks, backends missing, stale or not active."""
     findings: list[Finding] = []
-    by_service: dict[str, list[_Frontend]] = defaultdict(list)
-    for fe in expected:
-        by_service[fe.service].append(fe)
-    for service in sorted(by_service):
-        fes = by_service[service]
-        found = [(fe, _lookup(actual, fe, with_proto=with_proto)) for fe in fes]
-        if all(a is None for _, a in found):
+    for service, keys in expected.items():
+        found: list[tuple[list[_Frontend], dict[Addr, str] | None]] = []
+        for key, fes in keys.items():
+            have = actual.get(key)
+            if have is None and key[2]:
+                have = actual.get((key[0], key[1], ""))  # an agent that does not say the protocol
+            found.append((fes, have))
+        if all(have is None for _, have in found):
+            labels = sorted({fe.label for fes, _ in found for fe in fes})
             findings.append(
                 Finding(
                     NAME,
                     node,
                     "service-missing",
                     f"service {service}",
-                    "frontends " + ", ".join(sorted({fe.label for fe in fes})),
+                    "frontends " + ", ".join(labels),
                     "none of them",
                 )
             )
             continue
-        seen: set[tuple[str, int, str]] = set()
-        for fe, act in found:
-            key = (fe.ip, fe.port, fe.protocol if with_proto else "")
-            if key in seen:
-                continue
-            seen.add(key)
-            obj = f"service {service} {fe.label}"
-            if act is None:
-                findings.append(Finding(NAME, node, "frontend-missing", obj, f"{fe.kind} frontend", "no entry"))
-                continue
-            findings += _compare_backends(node, obj, _merge_same_key(found, fe, key, with_proto), act)
+        for fes, have in found:
+            if have is None:
+                obj = f"service {service} {fes[0].label}"
+                findings.append(Finding(NAME, node, "frontend-missing", obj, f"{fes[0].kind} frontend", "no entry"))
+            elif len(fes) > 1 or not _as_expected(fes[0].expected_backends(node), have):
+                findings += _compare_backends(node, f"service {service} {fes[0].label}", fes, have)
     return findings
 
 
-def _merge_same_key(
-    found: list[tuple[_Frontend, _Actual | None]], fe: _Frontend, key: tuple[str, int, str], with_proto: bool
-) -> _Frontend:
-    """Before 1.18 TCP and UDP ports of one Service share a frontend: expect the union of their backends."""
-    same = [f for f, _ in found if (f.ip, f.port, f.protocol if with_proto else "") == key]
-    if len(same) == 1:
-        return fe
-    merged = attrs.evolve(fe, backends=set(), local_backends=set(), terminating=set())
-    for f in same:
-        merged.backends |= f.backends
-        merged.local_backends |= f.local_backends
-        merged.terminating |= f.terminating
-        merged.check_missing = merged.check_missing and f.check_missing
-    return merged
+def _as_expected(want: set[Addr], have: dict[Addr, str]) -> bool:
+    """Exactly the expected backends, all active: the common case, decided without building anything."""
+    return len(have) == len(want) and all(have.get(a) == "active" for a in want)
 
 
-def _compare_backends(node: str, obj: str, fe: _Frontend, act: _Actual) -> list[Finding]:
+def _compare_backends(node: str, obj: str, fes: list[_Frontend], have: dict[Addr, str]) -> list[Finding]:
+    if len(fes) == 1:
+        fe = fes[0]
+        want, ready, term = fe.expected_backends(node), fe.ready, fe.terminating
+        check_missing = not fe.sp.topology_aware
+    else:  # TCP and UDP of one Service share the frontend (before 1.18): expect the union
+        want = set().union(*(f.expected_backends(node) for f in fes))
+        ready = set().union(*(f.ready for f in fes))
+        term = set().union(*(f.terminating for f in fes))
+        check_missing = not any(f.sp.topology_aware for f in fes)
+    if _as_expected(want, have):
+        return []
     out: list[Finding] = []
-    want = fe.expected_backends()
-    known_ready = fe.backends | fe.local_backends
-    if fe.check_missing:
-        for addr in sorted(want - set(act.backends)):
+    if check_missing:
+        for addr in sorted(want - have.keys()):
             out.append(
                 Finding(NAME, node, "backend-missing", f"{obj} backend {_fmt(*addr)}", "active backend", "absent")
             )
-    for addr, state in sorted(act.backends.items()):
+    for addr, state in sorted(have.items()):
         label = f"{obj} backend {_fmt(*addr)}"
-        if addr in known_ready:
+        if addr in ready:
             if state != "active":
                 out.append(Finding(NAME, node, "backend-not-active", label, "active", state))
-        elif addr in fe.terminating:
+        elif addr in term:
             if state == "active":
                 out.append(Finding(NAME, node, "backend-stale", label, "terminating (endpoint is terminating)", state))
         else:
@@ -348,26 +355,13 @@ def _compare_backends(node: str, obj: str, fe: _Frontend, act: _Actual) -> list[
     return out
 
 
-# -- addresses -----------------------------------------------------------------------------------------------
+# -- addresses (cached: the same few thousand addresses recur on every agent) ---------------------------------
+@functools.lru_cache(maxsize=65536)
 def _canon(ip: str) -> str:
     try:
         return str(ipaddress.ip_address(ip.strip()))
     except ValueError:
         return ip.strip()
-
-
-def _parse_addr(text: str) -> Addr | None:
-    """``10.96.0.10:53``, ``10.96.0.10:53/TCP``, ``[fd00::1]:80`` -> (canonical IP, port)."""
-    text = text.strip().split("/", 1)[0]
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = text.rpartition(":")
-    try:
-        return str(ipaddress.ip_address(host)), int(port)
-    except ValueError:
-        return None
 
 
 def _fmt(ip: str, port: int) -> str:

@@ -38,7 +38,6 @@ _NOISE = [
     re.compile(r"^```\w*\s*$"),
     # GitHub comment HTML around a paste: <details><summary>...</summary>, <pre>, </pre>, </details>
     re.compile(r"^</?(?:details|summary|pre|code)\b[^>]*>(?:.*</(?:summary|pre|code)>)?\s*$"),
-    re.compile(r"^(?:\.\.\.|…)$"),
 ]
 _PROMPTS = [
     # root@node:/home/cilium# cmd  |  user@host:~$ cmd
@@ -120,6 +119,8 @@ def clean(text: str, what: str) -> Cleaned:
             continue
         if any(p.search(probe) for p in _NOISE):
             continue
+        if probe in ("...", "…") and not line[0].isspace():
+            continue  # a human's elision; Cilium's own "  ..." (more nodes not listed) is indented
         prompt = next((m for p in _PROMPTS if (m := p.match(probe))), None)
         if prompt is not None:
             cmd = (prompt.groupdict().get("cmd") or "").strip()

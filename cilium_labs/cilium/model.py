@@ -114,6 +114,7 @@ class AgentStatus:
     container_runtime: ComponentState | None = None
     cilium_health: ComponentState | None = None
     hubble: ComponentState | None = None
+    auth_provider: ComponentState | None = None
     cluster_health_state: ComponentState | None = None
     controllers: Controllers | None = None
     cluster_health: ClusterHealth | None = None
@@ -132,6 +133,7 @@ class AgentStatus:
             ("cilium", self.cilium),
             ("cilium-health", self.cilium_health),
             ("hubble", self.hubble),
+            ("auth-certificate-provider", self.auth_provider),
             ("cluster health", self.cluster_health_state),
         ]
         return [(name, st) for name, st in pairs if st is not None]
@@ -269,16 +271,24 @@ class HealthStatus:
     nodes: tuple[HealthNode, ...]
     probe_time: str | None = None
     warnings: tuple[str, ...] = ()
+    summary: tuple[int, int] | None = None
+    """``Cluster health: r/t reachable`` of the 1.17+ text, which lists only the nodes with problems."""
 
     @property
     def reachable(self) -> int:
+        if self.summary is not None:
+            return self.summary[0]
         return sum(1 for n in self.nodes if n.reachable)
+
+    @property
+    def total(self) -> int:
+        return self.summary[1] if self.summary is not None else len(self.nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "local": self.local,
             "reachable": self.reachable,
-            "total": len(self.nodes),
+            "total": self.total,
             "nodes": [
                 {
                     "name": n.name,

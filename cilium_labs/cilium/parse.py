@@ -63,7 +63,7 @@ _STATES = {"ok": "Ok", "warning": "Warning", "failure": "Failure", "disabled": "
 _VERSION = re.compile(r"\b(\d+\.\d+\.\d+(?:-[0-9A-Za-z][0-9A-Za-z.]*)?)")
 _UNREACHABLE = re.compile(
     r"Is the agent running\?|daemon unreachable|cilium\.sock|connect: (?:no such file|connection refused)"
-    r"|cilium-health\.sock|Cannot get (?:services list|status)"
+    r"|Cannot get (?:services list|status)"
 )
 
 
@@ -139,10 +139,12 @@ _CTRL_ROW = re.compile(
     r"^(?P<name>\S.*?)\s{2,}(?P<succ>never|\S+ ago)\s{2,}(?P<err>never|\S+ ago)\s{2,}(?P<count>\d+)"
     r"(?:\s{2,}(?P<msg>.*?))?\s*$"
 )
+_REACH_CELL = r"(?:reachable|unreachable|true|false|\d+/\d+(?: \(\d+ unknown\))?)"
 _NODE_ROW = re.compile(
     r"^(?P<name>\S+?)(?P<local> \(localhost\))?\s{2,}(?P<ip>\S+)\s{2,}"
-    r"(?P<node>reachable|unreachable|true|false)\s{2,}(?P<ep>reachable|unreachable|true|false)\s*$"
+    rf"(?P<node>{_REACH_CELL})\s{{2,}}(?P<ep>{_REACH_CELL})\s*$"
 )
+_NODE_TABLE_HEADER = re.compile(r"^Name\s{2,}IP\s{2,}(?:Node|Reachable)\s{2,}Endpoints")
 _REACHABLE = re.compile(r"^(?P<ok>\d+)/(?P<total>\d+) reachable\b")
 _CTRL_STATUS = re.compile(r"^(?P<ok>\d+)/(?P<total>\d+) healthy\b")
 _BRIEF_ERROR = re.compile(r"^error in (?P<what>controller (?P<ctrl>.+?)|[\w -]+?): (?P<msg>.*)$")
@@ -166,12 +168,12 @@ def parse_status(text: str) -> AgentStatus:
     c = clean(text, what)
     if not c.content:
         raise ParseError(f"input is empty: expected the output of {what}")
+    content = c.content
+    if len(content) == 1 and (content[0].strip() == "OK" or content[0].strip().startswith("error in ")):
+        return _status_brief(content[0].strip())  # before the unreachable test: brief errors quote socket errors
     _agent_unreachable(c, what)
     if _looks_like_json(c):
         return _status_json(_load_json(c, "`cilium status -o json`"), c)
-    content = c.content
-    if len(content) == 1 and (content[0].strip() == "OK" or content[0].strip().startswith("error in ")):
-        return _status_brief(content[0].strip())
     if any(_CLI_STATUS.search(ln) for ln in content):
         raise ParseError(
             "this is cilium-cli's cluster summary (`cilium status` run on your workstation), not the agent's "
@@ -318,6 +320,8 @@ def _status_tail(lines: tuple[str, ...], last_label: tuple[int, re.Match[str]]) 
     line = lines[last]
     if line[0].isspace() and any(p.match(line.strip()) for p in _SUB_ROWS):
         return []
+    if label == "Cluster health" and _NODE_TABLE_HEADER.match(line):
+        return []  # 1.17+: the header is printed even when no node has a problem
     if line[0].isspace() and label not in ("Controller Status", "Cluster health"):
         return []  # wrapped message text of some other block
     return [f"the last line is no complete row and looks cut off: {_short(line)!r}"]
@@ -328,15 +332,24 @@ def _last_content(lines: tuple[str, ...]) -> int:
 
 
 def _sub_lines(lines: tuple[str, ...], idx: int) -> list[str]:
-    """The indented lines that belong to the top-level line at ``idx``."""
+    """The indented lines that belong to the top-level line at ``idx`` (1.17+ prints the node table's header
+    unindented, right under ``Cluster health:``)."""
     out = []
-    for ln in lines[idx + 1 :]:
+    for k, ln in enumerate(lines[idx + 1 :]):
         if not ln.strip():
             continue
-        if not ln[0].isspace():
+        if not ln[0].isspace() and not (k == 0 and _NODE_TABLE_HEADER.match(ln)):
             break
         out.append(ln.strip())
     return out
+
+
+def _reach_cell(cell: str) -> bool:
+    """``reachable``/``true`` (old), or ``r/t`` with optional ``(u unknown)`` (1.17+): unknown is not down."""
+    m = re.fullmatch(r"(\d+)/(\d+)(?: \((\d+) unknown\))?", cell)
+    if m is None:
+        return cell in ("reachable", "true")
+    return int(m.group(1)) + int(m.group(3) or 0) >= int(m.group(2))
 
 
 def _controller_rows(lines: tuple[str, ...], idx: int) -> list[Controller]:
@@ -361,8 +374,8 @@ def _health_rows(lines: tuple[str, ...], idx: int) -> list[HealthNodeRow]:
             HealthNodeRow(
                 name=m.group("name"),
                 ip=m.group("ip"),
-                node_reachable=m.group("node") in ("reachable", "true"),
-                endpoints_reachable=m.group("ep") in ("reachable", "true"),
+                node_reachable=_reach_cell(m.group("node")),
+                endpoints_reachable=_reach_cell(m.group("ep")),
                 local=bool(m.group("local")),
             )
         )
@@ -432,10 +445,6 @@ def _status_json(data: Any, c: Cleaned) -> AgentStatus:
         routing = Routing(mode, proto if mode == "tunnel" else None, r.get("intra-host-routing-mode"))
     kpr = data.get("kube-proxy-replacement")
     host_routing = data.get("host-routing", {}).get("mode") if isinstance(data.get("host-routing"), dict) else None
-    auth = comp(data.get("auth-certificate-provider"))
-    warnings = []
-    if auth is not None and auth.bad:
-        warnings.append(f"auth-certificate-provider: {auth.state}: {auth.message}")
     return AgentStatus(
         format="json",
         cilium=cilium,
@@ -445,13 +454,12 @@ def _status_json(data: Any, c: Cleaned) -> AgentStatus:
         container_runtime=comp(data.get("container-runtime")),
         cilium_health=comp(cluster.get("ciliumHealth")),
         hubble=comp(data.get("hubble")),
-        cluster_health_state=auth if auth is not None and auth.bad else None,
+        auth_provider=comp(data.get("auth-certificate-provider")),
         controllers=controllers,
         routing=routing,
         host_routing=(routing.host if routing else None) or host_routing,
         kube_proxy_replacement=kpr.get("mode") if isinstance(kpr, dict) else None,
         version_hint=_version_from(cilium.message) if cilium else None,
-        warnings=tuple(warnings),
     )
 
 
@@ -518,13 +526,19 @@ def _health_json(data: Any) -> HealthStatus:
 
 
 _H_NODE = re.compile(r"^(?P<name>\S.*?)(?P<local> \(localhost\))?:$")
-_H_PATH = re.compile(r"^(?P<kind>Host|Endpoint|Secondary) connectivity to (?P<addr>\S+?):$")
+_H_PATH = re.compile(
+    r"^(?P<kind>Host|Endpoint|Secondary(?: Host| Endpoint)?) connectivity(?: to (?P<addr>\S+?):|:\s+nil)$"
+)
+_LAST_PROBED = re.compile(r"\s*\(Last probed: [^)]*\)$")
 _H_PROBE = re.compile(r"^(?P<kind>ICMP to stack|HTTP to agent):\s+(?P<result>.*?)\s*$")
 
 
 def _health_text(c: Cleaned) -> HealthStatus:
+    """The listing (``Probe time:`` / ``Nodes:`` up to 1.16, or 1.17+'s ``Cluster health:`` summary, its
+    ``Name IP Node Endpoints`` table of nodes with problems, and per-node blocks with ``--verbose``)."""
     lines = [ln for ln in c.lines if ln.strip()]
-    probe_time = None
+    probe_time: str | None = None
+    summary: tuple[int, int] | None = None
     nodes: list[HealthNode] = []
     warnings: list[str] = []
     saw_nodes = False
@@ -533,7 +547,7 @@ def _health_text(c: Cleaned) -> HealthStatus:
 
     def close_path() -> None:
         nonlocal path
-        if cur is not None and path is not None:
+        if cur is not None and path is not None and path["addr"]:
             hp = HealthPath(path["addr"], icmp=path.get("icmp"), http=path.get("http"))
             if path["kind"] == "Host":
                 cur["host"] = hp
@@ -543,13 +557,16 @@ def _health_text(c: Cleaned) -> HealthStatus:
                 cur["secondary"].append(hp)
         path = None
 
+    def add(node: HealthNode) -> None:
+        # a node both in the summary table and in a --verbose block is one node: the block has the details
+        nodes[:] = [n for n in nodes if n.name != node.name]
+        nodes.append(node)
+
     def close_node() -> None:
         nonlocal cur
         close_path()
         if cur is not None:
-            nodes.append(
-                HealthNode(cur["name"], cur["local"], cur.get("host"), cur.get("endpoint"), tuple(cur["secondary"]))
-            )
+            add(HealthNode(cur["name"], cur["local"], cur.get("host"), cur.get("endpoint"), tuple(cur["secondary"])))
         cur = None
 
     for i, raw in enumerate(lines):
@@ -557,8 +574,19 @@ def _health_text(c: Cleaned) -> HealthStatus:
         if line.startswith("Probe time:"):
             probe_time = line.split(":", 1)[1].strip()
             continue
-        if line == "Nodes:":
+        if line.startswith("Cluster health:"):
+            value = line.split(":", 1)[1].strip()
+            if (m := _REACHABLE.match(value)) is None:
+                raise ParseError(f"unreadable 'Cluster health:' line: {_short(line)!r}")
+            summary = (int(m.group("ok")), int(m.group("total")))
+            stamp = re.search(r"\((\d{4}-[^)]*)\)", value)
+            probe_time = stamp.group(1) if stamp else None
+            continue
+        if line == "Nodes:" or _NODE_TABLE_HEADER.match(line):
             saw_nodes = True
+            continue
+        if line == "...":
+            warnings.append("the agent listed only some of the nodes with problems ('...')")
             continue
         if m := _H_PATH.match(line):
             close_path()
@@ -567,25 +595,55 @@ def _health_text(c: Cleaned) -> HealthStatus:
         if m := _H_PROBE.match(line):
             if path is None:
                 raise ParseError(f"probe result outside a 'connectivity to' block: {_short(line)!r}")
-            result = m.group("result")
+            result = _LAST_PROBED.sub("", m.group("result"))
             ok = result.startswith("OK")
             rtt = re.search(r"RTT=(\S+)", result)
             key = "icmp" if m.group("kind").startswith("ICMP") else "http"
             path[key] = Probe(ok=ok, latency_ns=_duration_ns(rtt.group(1)) if rtt else None, error="" if ok else result)
             continue
+        if saw_nodes and (m := _NODE_ROW.match(line)):
+            close_node()
+            add(_summary_node(m))
+            continue
         if saw_nodes and (m := _H_NODE.match(line)):
             close_node()
             cur = {"name": m.group("name"), "local": bool(m.group("local")), "secondary": []}
             continue
-        if i == len(lines) - 1:
+        if i == len(lines) - 1 and (saw_nodes or summary is not None):
             warnings.append(f"last line looks cut off and was ignored: {_short(line)!r}")
             continue
-        raise ParseError(f"not a `cilium-health status` line: {_short(line)!r} (line {i + 1})")
+        raise ParseError(
+            f"not a `cilium-health status` line: {_short(line)!r} (line {i + 1}); expected 'Probe time:' or "
+            "'Cluster health:', then nodes"
+        )
     close_node()
-    if probe_time is None and not saw_nodes:
-        raise ParseError("not the output of `cilium-health status`: no 'Probe time:' and no 'Nodes:' line")
+    if probe_time is None and summary is None and not saw_nodes:
+        raise ParseError("not the output of `cilium-health status`: no 'Probe time:', 'Cluster health:' or 'Nodes:'")
     local = next((n.name for n in nodes if n.local), None)
-    return HealthStatus(format="text", local=local, nodes=tuple(nodes), probe_time=probe_time, warnings=tuple(warnings))
+    return HealthStatus(
+        format="text",
+        local=local,
+        nodes=tuple(nodes),
+        probe_time=probe_time,
+        warnings=tuple(warnings),
+        summary=summary,
+    )
+
+
+def _summary_node(m: re.Match[str]) -> HealthNode:
+    """A row of the ``Name IP Node Endpoints`` table: reachability as counts, no probe details."""
+    ips = m.group("ip").split(",")
+
+    def path(address: str, cell: str) -> HealthPath:
+        ok = _reach_cell(cell)
+        return HealthPath(address, icmp=Probe(ok=ok, error="" if ok else f"{cell} paths reachable"))
+
+    return HealthNode(
+        name=m.group("name"),
+        local=bool(m.group("local")),
+        host=path(ips[0], m.group("node")),
+        endpoint=path("health endpoint", m.group("ep")),
+    )
 
 
 def _duration_ns(text: str) -> int | None:
@@ -869,7 +927,7 @@ def _ipcache_entry(key: str, value: str) -> TunnelEntry:
 
 _ADDR = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<v4>\d+\.\d+\.\d+\.\d+)):(?P<port>\d+)"
-    r"(?:(?P<sep>[/:])(?P<proto>[A-Za-z]+))?(?P<scope>/i)?$"
+    r"(?:(?P<sep>[/:])(?P<proto>[A-Za-z]{3,}))?(?P<scope>/i)?$"
 )
 _PROTOCOLS = {"TCP", "UDP", "SCTP", "ANY", "NONE", "ICMP", "ICMPV6"}
 _SVC_ROW = re.compile(

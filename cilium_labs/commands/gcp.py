@@ -23,6 +23,11 @@ def _say(message: str) -> None:
     click.echo(f"› {message}", err=True)
 
 
+def _interactive() -> bool:
+    """Whether someone can answer a question (a terminal on stdin)."""
+    return sys.stdin.isatty()
+
+
 def _fmt_time(ts: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if ts else "no expires label"
 
@@ -77,7 +82,7 @@ def gc(backend: str, project: str, yes: bool, dry_run: bool, state_dir: Path | N
         click.echo(f"dry run: would delete {len(expired)} lab(s): {', '.join(lab.name for lab in expired)}")
         return
     if not yes:
-        if not sys.stdin.isatty():
+        if not _interactive():
             raise UsageError(
                 f"{len(expired)} expired lab(s) found and not deleted",
                 fix="pass --yes to delete them without a terminal (or --dry-run to only list)",

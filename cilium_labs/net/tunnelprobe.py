@@ -256,7 +256,7 @@ class TunnelProbe:
                     res = self._ip(me.name, *argv)
                     if res.returncode != 0:
                         return self._result(a, b, proto, "error", f"{me.name}: ip {argv[0]} {argv[1]}: {res.stderr}")
-            return self._measure(a, b, proto, name, name, addrs, method="dedicated link")
+            return self._measure(a, b, proto, name, name, addrs, method="dedicated link", exact=True)
         finally:
             for node in (a, b):
                 self._ip(node.name, "link", "del", name)
@@ -268,7 +268,9 @@ class TunnelProbe:
         try:
             for me, peer, mine, theirs, my_dev, their_dev in ends:
                 for argv in (
-                    ["addr", "add", f"{mine}/32", "dev", my_dev.name],
+                    # on lo, never on the tunnel device: removing a device's last IPv4 address flushes every
+                    # route through it (Cilium's own, here)
+                    ["addr", "add", f"{mine}/32", "dev", "lo"],
                     ["neigh", "replace", theirs, "lladdr", their_dev.mac, "dev", my_dev.name, "nud", "permanent"],
                     ["route", "replace", f"{theirs}/32", "encap", "ip", "id", str(vni), "dst", str(peer.ipv4),
                      "dev", my_dev.name, "src", mine],
@@ -277,17 +279,21 @@ class TunnelProbe:
                     if res.returncode != 0:
                         return self._result(a, b, proto, "error", f"{me.name}: ip {argv[0]} {argv[1]}: {res.stderr}")
             return self._measure(
-                a, b, proto, devs[0].name, devs[1].name, addrs, method=f"route via {devs[0].name}/{devs[1].name}"
-            )
+                a, b, proto, devs[0].name, devs[1].name, addrs, method=f"route via {devs[0].name}/{devs[1].name}",
+                exact=False,
+            )  # fmt: skip
         finally:
             for me, _, mine, theirs, my_dev, _ in ends:
                 self._ip(me.name, "route", "del", f"{theirs}/32", "dev", my_dev.name)
                 self._ip(me.name, "neigh", "del", theirs, "dev", my_dev.name)
-                self._ip(me.name, "addr", "del", f"{mine}/32", "dev", my_dev.name)
+                self._ip(me.name, "addr", "del", f"{mine}/32", "dev", "lo")
 
     def _measure(
-        self, a: Node, b: Node, proto: str, dev_a: str, dev_b: str, addrs: tuple[str, str], *, method: str
+        self, a: Node, b: Node, proto: str, dev_a: str, dev_b: str, addrs: tuple[str, str], *, method: str,
+        exact: bool,
     ) -> PairResult:
+        """Ping a -> b; on failure tell the dropped direction from the devices' receive counters when they count
+        only the probe's packets (``exact``: a dedicated link), else name both directions."""
         rx_a0, rx_b0 = self._rx(a.name, dev_a), self._rx(b.name, dev_b)
         ping_ab = self._ping(a.name, addrs[0], addrs[1])
         rx_a1, rx_b1 = self._rx(a.name, dev_a), self._rx(b.name, dev_b)
@@ -297,7 +303,9 @@ class TunnelProbe:
             return self._result(a, b, proto, "ok", f"ping {addrs[0]} -> {addrs[1]} answered", method=method)
         if ping_ab.returncode == 127:
             return self._result(a, b, proto, "error", f"no ping on {a.name}: {ping_ab.stderr.strip()}", method=method)
-        if not b_to_a:  # the request may not have arrived, so b never answered: send from b to tell
+        if not exact:  # a shared device counts other traffic too: say what is known, open both ways
+            a_to_b = b_to_a = False
+        elif not b_to_a:  # the request may not have arrived, so b never answered: send from b to tell
             self._ping(b.name, addrs[1], addrs[0])
             b_to_a = self._rx(a.name, dev_a) > rx_a1
         blocked = tuple(d for d, ok in (((a.name, b.name), a_to_b), ((b.name, a.name), b_to_a)) if not ok)
@@ -306,7 +314,12 @@ class TunnelProbe:
         for src, dst in blocked:
             src_ip = str(a.ipv4 if src == a.name else b.ipv4)
             rules += self.rule_hint(src, src_ip, dst, proto, port)
-        if not blocked:
+        if not exact:
+            detail = (
+                f"{proto} UDP {port} does not make the round trip between {a.name} and {b.name} (through the "
+                f"shared {dev_a}, the dropped direction cannot be told apart: open both)"
+            )
+        elif not blocked:
             detail = "tunnel packets arrive both ways (by the devices' counters) but ping gets no answer"
         else:
             detail = "; ".join(f"{proto} UDP {port} from {s} does not arrive at {d}" for s, d in blocked)

@@ -121,9 +121,10 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
         def host(ip: str) -> str:
             return f"{ip}/{128 if ':' in ip else 32}"
 
+        allocations = [(ip, f"{ns}/{name}") for (ns, name), rt in cluster.runtime.items()
+                       if rt.node == node.name and not rt.host_network for ip in rt.ips]
         if "ipcache" not in parts:
-            used += sum(1 for rt in cluster.runtime.values()
-                        if rt.node == node.name and not rt.host_network and rt.ips)
+            used += len({owner for _, owner in allocations})
         if cfg.ipv4 and "ipcache" in parts:
             ipcache.append(("0.0.0.0/0", 2, "0.0.0.0"))
         if cfg.ipv6 and "ipcache" in parts:
@@ -185,10 +186,11 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
             health_ips=tuple(node.health_ips), controllers=tuple(controllers), health=tuple(health),
             tunnels=tuple(tunnels), ipcache=tuple(ipcache),
             frontends=tuple(_frontends(cluster, node, cfg.kpr_enabled)) if "frontends" in parts else (),
-            now=now, cluster_name=cfg.cluster_name, commit=hashlib.sha1(str(v).encode()).hexdigest()[:10],
+            now=now, cluster_name=cfg.cluster_name, commit=hashlib.sha1(str(v).encode()).hexdigest()[:8],
             hubble=cfg.data.get("enable-hubble", "true") == "true",
             health_checking=cfg.data.get("enable-health-checking", "true") == "true", ipam_mode=cfg.ipam,
-            kpr_devices=(("eth0", tuple(node.ips)),), seed=_stable(node.name, now.timestamp()))
+            kpr_devices=(("eth0", tuple(node.ips)),), allocations=tuple(sorted(allocations)),
+            seed=_stable(node.name, now.timestamp()))
 
 
 def _frontends(cluster: SimCluster, node: SimNode, kpr: bool) -> list[fm.Frontend]:

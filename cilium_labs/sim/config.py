@@ -96,6 +96,13 @@ def _bool(value: Any) -> str:
 def config_from_values(values: Mapping[str, Any], version: str) -> dict[str, str]:
     """The ``cilium-config`` keys the simulator reads, derived from Helm values with the chart's defaults."""
     v = parse_version(version, "cilium_version")
+    if v >= (1, 15, 0) and _dig(values, "tunnel", None) is not None:
+        # the chart's own validate.yaml refuses it: the install fails rather than silently tunnelling
+        raise chart_mod.ChartError(
+            "tunnel was deprecated in v1.14 and has been removed in v1.15. For details please refer to "
+            "https://docs.cilium.io/en/v1.15/operations/upgrade/#helm-options",
+            fix="use routingMode and tunnelProtocol instead of tunnel",
+        )
     data: dict[str, str] = {
         "cluster-name": str(_dig(values, "cluster.name", "default")),
         "cluster-id": str(_dig(values, "cluster.id", 0)),
@@ -121,7 +128,7 @@ def config_from_values(values: Mapping[str, Any], version: str) -> dict[str, str
         data["tunnel"] = str(_dig(values, "tunnel", "vxlan"))
     else:
         routing = str(_dig(values, "routingMode", "") or "tunnel")
-        legacy = _dig(values, "tunnel", None) if v < (1, 15, 0) else None
+        legacy = _dig(values, "tunnel", None)
         if legacy == "disabled":
             routing = "native"
         data["routing-mode"] = routing
@@ -206,6 +213,9 @@ def spec_values(spec: LabSpec, k8s_service_host: str | None = None, k8s_service_
     """Helm values for ``spec``: ``cilium_labs.cilium.values.helm_values`` when that module exists, else this
     small stand-in (kind practice: kubernetes IPAM, one operator, the spec's routing/families/KPR, then the
     spec's own ``helm_values`` merged last)."""
+    if k8s_service_host is None and spec.kube_proxy_replacement:
+        # the simulated control plane as nodes reach it (what the kubernetes EndpointSlice says)
+        k8s_service_host = "172.18.0.2" if 4 in spec.families else "fc00:c111::2"
     try:
         from ..cilium.values import helm_values  # type: ignore[import-not-found,unused-ignore]
     except ImportError:

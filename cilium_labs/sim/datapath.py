@@ -42,8 +42,9 @@ import attrs
 
 from .._run import which
 from ..backends.base import ExecResult
-from ..errors import BackendError, CommandError, CommandTimeout, UsageError
+from ..errors import BackendError, CommandTimeout, UsageError
 from . import datapath_faults, netns
+from .datapath_dns import DnsResponder, Resolver
 from .datapath_echo import EchoServer, netexec_port
 from .datapath_lb import FAMILY, TABLE, Frontend, read_frontends, render
 from .faults import Fault
@@ -142,7 +143,7 @@ class NetnsDatapath:
         self.underlay_net = _underlay_network([n.tunnel_ip for n in nodes])
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], PodNet] = {}
-        self._echo: dict[tuple[str, str], list[EchoServer]] = {}
+        self._echo: dict[tuple[str, str], list[EchoServer | DnsResponder]] = {}
         self._tables: dict[str, set[int]] = {n.name: set() for n in nodes}
         self._frontends: list[Frontend] = []
         self._faults: list[Fault] = list(faults)
@@ -359,10 +360,13 @@ class NetnsDatapath:
         identity: int,
         host_network: bool = False,
         containers: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
+        resolv_conf: str | None = None,
+        dns: Resolver | None = None,
     ) -> PodNet:
         """Make a pod real: its namespace, veth, addresses, routes, identity rule; start what its containers serve.
 
         ``containers`` are ``(command, args)`` pairs; an ``agnhost netexec`` container gets an HTTP echo server.
+        ``resolv_conf`` is what the pod sees as ``/etc/resolv.conf``; ``dns`` makes it a DNS server (CoreDNS).
         A host-network pod runs in its node's namespace.
         """
         with self._lock:
@@ -379,11 +383,15 @@ class NetnsDatapath:
             else:
                 pod = self._create_pod_ns(namespace, name, node, tuple(ips), identity)
             self._pods[key] = pod
-            servers: list[EchoServer] = []
+            servers: list[EchoServer | DnsResponder] = []
             for command, args in containers:
                 port = netexec_port(list(command), list(args))
                 if port is not None:
                     servers.append(EchoServer(netns.NETNS_DIR / pod.netns, port, name))
+            if dns is not None and not host_network:
+                servers.append(DnsResponder(netns.NETNS_DIR / pod.netns, dns))
+            if resolv_conf is not None and not host_network:
+                netns.write_etc(pod.netns, "resolv.conf", resolv_conf)
             self._echo[key] = servers
             return pod
 
@@ -499,40 +507,15 @@ class NetnsDatapath:
 
     def node_exec(self, node: str, argv: Sequence[str], *, timeout: float = 60.0) -> ExecResult:
         """``NodeExec``: run ``argv`` in NODE's namespace."""
-        return self._exec(self.node_ns(node), argv, timeout)
+        return exec_in(self.node_ns(node), argv, timeout)
 
     @staticmethod
     def _exec(ns: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        if not argv:
-            raise UsageError("empty command")
-        binary = argv[0]
-        if not (os.path.exists(binary) if "/" in binary else which(binary)):
-            # what a container runtime says for a binary the image lacks (the pod shares this host's files)
-            return ExecResult(127, "", f'exec: "{binary}": executable file not found in $PATH')
-        try:
-            res = netns.in_ns(ns, list(argv), timeout=timeout)
-        except CommandTimeout:
-            return ExecResult(124, "", f"command timed out after {timeout:g}s")
-        except CommandError as exc:  # pragma: no cover - in_ns does not check
-            return ExecResult(exc.returncode, exc.stdout, exc.stderr)
-        except UsageError as exc:  # the binary is not on this host: what a container without it would say
-            return ExecResult(127, "", f'exec: "{argv[0]}": executable file not found in $PATH ({exc.message})')
-        return ExecResult(res.returncode, res.stdout, res.stderr)
+        return exec_in(ns, argv, timeout)
 
     def capture(self, node: str, bpf_filter: str, seconds: float) -> bytes:
         """``Capture``: tcpdump on NODE's underlay interface for ``seconds``; the pcap bytes."""
-        with tempfile.TemporaryDirectory(prefix="cln-capture-") as tmp:
-            path = Path(tmp) / "capture.pcap"
-            argv = [
-                "timeout", "-s", "INT", f"{seconds:g}",
-                "tcpdump", "-Z", "root", "-U", "-n", "-s", "512", "-i", UNDERLAY_DEV, "-w", str(path),
-            ]  # fmt: skip
-            if bpf_filter:
-                argv.append(bpf_filter)
-            res = netns.in_ns(self.node_ns(node), argv, timeout=seconds + 30)
-            if res.returncode not in (0, 124) or not path.exists():
-                raise BackendError(f"tcpdump on {node} failed: {res.stderr.strip().splitlines()[-1:]}")
-            return path.read_bytes()
+        return capture_in(self.node_ns(node), bpf_filter, seconds, what=node)
 
     # -- faults ------------------------------------------------------------------------------------------------
     def apply_faults(self, faults: Iterable[Fault]) -> None:
@@ -593,3 +576,37 @@ def _routes(text: str) -> list[dict[str, Any]]:
         return out
 
     return list(json.loads(text or "[]", object_pairs_hook=pairs))
+
+
+def exec_in(ns: str, argv: Sequence[str], timeout: float) -> ExecResult:
+    """Run ``argv`` in namespace ``ns`` the way a container runtime reports it (127 for a missing binary)."""
+    if not argv:
+        raise UsageError("empty command")
+    binary = argv[0]
+    if not (os.path.exists(binary) if "/" in binary else which(binary)):
+        # what a container runtime says for a binary the image lacks (the pod shares this host's files)
+        return ExecResult(127, "", f'exec: "{binary}": executable file not found in $PATH')
+    try:
+        res = netns.in_ns(ns, list(argv), timeout=timeout)
+    except CommandTimeout:
+        return ExecResult(124, "", f"command timed out after {timeout:g}s")
+    return ExecResult(res.returncode, res.stdout, res.stderr)
+
+
+def capture_in(ns: str, bpf_filter: str, seconds: float, *, what: str = "", device: str = UNDERLAY_DEV) -> bytes:
+    """tcpdump on ``device`` in namespace ``ns`` for ``seconds``; the pcap bytes."""
+    if not netns.exists(ns):
+        raise BackendError(f"no namespace {ns} to capture in")
+    with tempfile.TemporaryDirectory(prefix="cln-capture-") as tmp:
+        path = Path(tmp) / "capture.pcap"
+        argv = [
+            "timeout", "-s", "INT", f"{seconds:g}",
+            "tcpdump", "-Z", "root", "-U", "-n", "-s", "512", "-i", device, "-w", str(path),
+        ]  # fmt: skip
+        if bpf_filter:
+            argv.append(bpf_filter)
+        res = netns.in_ns(ns, argv, timeout=seconds + 30)
+        if res.returncode not in (0, 124) or not path.exists():
+            tail = res.stderr.strip().splitlines()[-1:] or [f"exit code {res.returncode}"]
+            raise BackendError(f"tcpdump on {what or ns} failed: {tail[0]}")
+        return path.read_bytes()

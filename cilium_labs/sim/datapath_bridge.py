@@ -18,12 +18,14 @@ import ipaddress
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import BackendError, CiliumLabsError
 from . import agent as agent_mod
 from .agent import ExecOutcome, identity_for
 from .datapath import NetnsDatapath, NodeSpec, PodNet
+from .datapath_dns import resolv_conf, service_resolver
 from .datapath_faults import KINDS
 from .datapath_lb import Frontend
 from .faults import Fault
@@ -32,6 +34,7 @@ from .model import SimCluster
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 0.25
+EXEC_THREADS = 64
 
 
 class NetnsBridge:
@@ -48,9 +51,12 @@ class NetnsBridge:
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._pods: dict[tuple[str, str], tuple[str, tuple[str, ...], bool]] = {}
         self._frontends: list[Frontend] | None = None
         self._faults: list[str] | None = None
+        self._service_ips: dict[str, list[str]] = {}
+        self.resolve = service_resolver(lambda: self._service_ips)
         self.errors: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -64,6 +70,9 @@ class NetnsBridge:
         except BaseException:
             self.datapath.down()
             raise
+        # real commands block for seconds (a probe timing out): their own threads, not the event loop's few
+        self._executor = ThreadPoolExecutor(max_workers=EXEC_THREADS, thread_name_prefix="netns-exec")
+        self.cluster.exec_executor = self._executor  # type: ignore[attr-defined]
         self.cluster.exec_handler = self.exec  # type: ignore[attr-defined]
         self.cluster.datapath = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._loop, name="netns-datapath", daemon=True)
@@ -74,9 +83,12 @@ class NetnsBridge:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        for attr in ("exec_handler", "datapath"):
+        for attr in ("exec_handler", "datapath", "exec_executor"):
             if getattr(self.cluster, attr, None) is not None:
                 setattr(self.cluster, attr, None)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
         with self._sync_lock:
             self.datapath.down()
 
@@ -103,6 +115,7 @@ class NetnsBridge:
             if faults != self._faults:
                 self.datapath.apply_faults(snap["faults"])
                 self._faults = faults
+            self._service_ips = snap["service_ips"]
             if self.datapath.installed:
                 self._sync_pods(snap["pods"])
                 if snap["frontends"] != self._frontends:
@@ -130,6 +143,7 @@ class NetnsBridge:
                     (list(x.get("command") or []), list(x.get("args") or []))
                     for x in pod["spec"].get("containers") or []
                 ]
+                labels = meta.get("labels") or {}
                 pods.append(
                     {
                         "namespace": meta["namespace"],
@@ -137,13 +151,25 @@ class NetnsBridge:
                         "node": rt.node,
                         "ips": tuple(rt.ips),
                         "host_network": bool(rt.host_network),
-                        "identity": identity_for(meta.get("labels") or {}, meta["namespace"]),
+                        "identity": identity_for(labels, meta["namespace"]),
                         "containers": containers,
+                        "coredns": meta["namespace"] == "kube-system" and labels.get("k8s-app") == "kube-dns",
+                        "dns_policy": pod["spec"].get("dnsPolicy") or "ClusterFirst",
                     }
                 )
-            frontends = _frontends(c._objects("services"), c._objects("discovery.k8s.io/endpointslices"))
+            services = c._objects("services")
+            frontends = _frontends(services, c._objects("discovery.k8s.io/endpointslices"))
             faults = [f for f in c.faults if f.kind in KINDS]
-        return {"installed": installed, "nodes": nodes, "pods": pods, "frontends": frontends, "faults": faults}
+        service_ips = {
+            f"{s['metadata']['namespace']}/{s['metadata']['name']}": [
+                ip for ip in (s.get("spec") or {}).get("clusterIPs") or [] if ip and ip != "None"
+            ]
+            for s in services
+        }
+        return {
+            "installed": installed, "nodes": nodes, "pods": pods, "frontends": frontends, "faults": faults,
+            "service_ips": service_ips,
+        }  # fmt: skip
 
     def _sync_pods(self, pods: Sequence[dict[str, Any]]) -> None:
         wanted = {(p["namespace"], p["name"]): p for p in pods}
@@ -153,9 +179,11 @@ class NetnsBridge:
             if p is None or (p["node"], p["ips"], p["host_network"]) != state:
                 self.datapath.remove_pod(*key)
                 del self._pods[key]
+        nameservers = self._service_ips.get("kube-system/kube-dns") or []
         for key, p in wanted.items():
             if key in self._pods:
                 continue
+            cluster_first = p["dns_policy"] in ("ClusterFirst", "ClusterFirstWithHostNet")
             self.datapath.add_pod(
                 p["namespace"],
                 p["name"],
@@ -164,6 +192,8 @@ class NetnsBridge:
                 identity=p["identity"],
                 host_network=p["host_network"],
                 containers=p["containers"],
+                resolv_conf=resolv_conf(nameservers, p["namespace"]) if nameservers and cluster_first else None,
+                dns=self.resolve if p["coredns"] else None,
             )
             self._pods[key] = (p["node"], p["ips"], p["host_network"])
 

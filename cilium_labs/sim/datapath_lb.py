@@ -76,7 +76,10 @@ def render(frontends: Iterable[Frontend]) -> str:
         comment = json.dumps(COMMENT_PREFIX + fe.key)
         if fe.node_port:
             match = f"meta nfproto {'ipv4' if fe.family == 4 else 'ipv6'} fib daddr type local {proto} dport {fe.port}"
-            lines.append(f"    {match} ct mark set {MASQ_MARK:#x} jump {fe.chain()} comment {comment}")
+            # from another host: masquerade, so the reply comes back through this node; from this host: no need
+            jump = f"jump {fe.chain()} comment {comment}"
+            lines.append(f"    {match} fib saddr type != local ct mark set {MASQ_MARK:#x} {jump}")
+            lines.append(f"    {match} fib saddr type local {jump}")
         else:
             match = f"{_l3(fe.family)} daddr {fe.address} {proto} dport {fe.port}"
             lines.append(f"    {match} jump {fe.chain()} comment {comment}")
@@ -115,10 +118,12 @@ def read_frontends(nft_json: str) -> list[Frontend]:
         if rule and rule.get("table") == TABLE:
             rules.setdefault(rule["chain"], []).append(rule)
     out: list[Frontend] = []
+    seen: set[str] = set()
     for rule in rules.get("services", []):
         comment = str(rule.get("comment") or "")
-        if not comment.startswith(COMMENT_PREFIX):
+        if not comment.startswith(COMMENT_PREFIX) or comment in seen:
             continue
+        seen.add(comment)
         fe = _frontend_from(comment[len(COMMENT_PREFIX) :], rule["expr"])
         target = next((e["jump"]["target"] for e in rule["expr"] if "jump" in e), None)
         backends: list[tuple[str, int]] = []

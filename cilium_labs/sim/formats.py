@@ -106,6 +106,8 @@ class AgentView:
     health_checking: bool = True
     ipam_mode: str = "kubernetes"
     kpr_devices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    allocations: tuple[tuple[str, str], ...] = ()
+    """(pod IP, ``namespace/pod``) of the endpoints on this node."""
     seed: int = 0
 
 
@@ -175,12 +177,17 @@ def _kpr_mode(view: AgentView) -> str:
 
 
 def _ipam_status(view: AgentView) -> str:
-    parts = []
+    """``IPv4: 3/254 allocated from 10.244.1.0/24, `` + the IPv6 part: the agent always appends ``", "`` to the
+    IPv4 part, so an IPv4-only status line ends in a comma and a space (seen in every real paste)."""
+    out = ""
     for cidr in view.pod_cidrs:
         net = ipaddress.ip_network(cidr)
         size = net.num_addresses - 2 if net.version == 4 else min(net.num_addresses - 2, 254)
-        parts.append(f"IPv{net.version}: {view.ipam_used}/{size} allocated from {cidr}")
-    return ", ".join(parts)
+        if net.version == 4:
+            out += f"IPv4: {view.ipam_used}/{size} allocated from {cidr}, "
+        else:
+            out += f"IPv6: {view.ipam_used}/{size} allocated from {cidr}"
+    return out
 
 
 def _health_counts(view: AgentView) -> tuple[int, int]:
@@ -194,6 +201,7 @@ def status_text(view: AgentView, *, verbose: bool = False, all_controllers: bool
     v = short(view.version)
     all_controllers = all_controllers or verbose
     all_health = all_health or verbose
+    all_addresses = all_addresses or verbose
     w: list[str] = []
     w.append("KVStore:\tDisabled\t\n" if v >= (1, 17) else "KVStore:\tOk\tDisabled\n")
     k8s = view.k8s_version
@@ -202,34 +210,32 @@ def status_text(view: AgentView, *, verbose: bool = False, all_controllers: bool
     apis = sorted(_k8s_apis(v))
     w.append('Kubernetes APIs:\t["' + '", "'.join(apis) + '"]\n')
     mode = _kpr_mode(view)
-    if v >= (1, 14):
-        devices = ""
-        if mode != "False" and mode != "Disabled":
-            devs = ", ".join(f"{n} {' '.join(ips)}" + (" (Direct Routing)" if i == 0 else "")
-                             for i, (n, ips) in enumerate(view.kpr_devices))
-            devices = f"[{devs}]" if devs else ""
-        w.append(f"KubeProxyReplacement:\t{mode}\t{devices}\n")
-    elif mode == "Disabled":
-        w.append("KubeProxyReplacement:\tDisabled\t\n")
-    else:
-        devs = ", ".join(n + (" (DR)" if i == 0 else "") for i, (n, _) in enumerate(view.kpr_devices))
-        w.append(f"KubeProxyReplacement:\t{mode}\t[{devs}]\t[NodePort (SNAT, 30000-32767, XDP: DISABLED), "
-                 "HostPort, ExternalIPs, SessionAffinity]\n")
+    devices = ""
+    if mode not in ("False", "Disabled"):
+        # 1.15+ pads the device name (``[eth0    172.18.0.5 ...``, ``[enp0s4  10.4.1.6 ...``); 1.11 did not
+        name_fmt = "{:<7} {}" if v >= (1, 15) else "{} {}"
+        devs = ", ".join(name_fmt.format(n, " ".join(ips)) + (" (Direct Routing)" if i == 0 else "")
+                         for i, (n, ips) in enumerate(view.kpr_devices))
+        devices = f"[{devs}]" if devs else ""
+    w.append(f"KubeProxyReplacement:\t{mode}\t{devices}\n")
     if v >= (1, 12):
         w.append("Host firewall:\tDisabled\n")
     if v >= (1, 15):
         w.append("SRv6:\tDisabled\n")
     if v >= (1, 14):
         w.append("CNI Chaining:\tnone\n")
+    if v >= (1, 16):
         w.append("CNI Config file:\tsuccessfully wrote CNI configuration file to "
                  "/host/etc/cni/net.d/05-cilium.conflist\n")
     w.append(f"Cilium:\tOk   {version_string(view.version)} (v{version_string(view.version)}-{view.commit})\n")
     w.append(f"NodeMonitor:\tListening for events on {view.cpus} CPUs with 64x4096 of shared memory\n")
-    w.append("Cilium health daemon:\tOk\t\n")
+    if view.health_checking:  # ``cluster.ciliumHealth`` is only set when health checking runs
+        w.append("Cilium health daemon:\tOk\t\n")
     w.append(f"IPAM:\t{_ipam_status(view)}\n")
     if all_addresses:
         w.append("Allocated addresses:\n")
         rows = [f"  {ip} (router)" for ip in view.router_ips] + [f"  {ip} (health)" for ip in view.health_ips]
+        rows += [f"  {ip} ({owner})" for ip, owner in view.allocations]
         w.extend(line + "\n" for line in sorted(rows))
     if v >= (1, 14):
         w.append("IPv4 BIG TCP:\tDisabled\n")
@@ -245,7 +251,7 @@ def status_text(view: AgentView, *, verbose: bool = False, all_controllers: bool
         w.append("Host Routing:\tLegacy\n")
     fams = f"IPv4: {_enabled(view.ipv4)}, IPv6: {_enabled(view.ipv6 and v >= (1, 11))}"
     w.append(f"Masquerading:\tIPTables [{fams}]\n")
-    if v < (1, 16):
+    if v < (1, 16) or verbose:  # 1.16+ prints it only with details (``--verbose``)
         w.append("Clock Source for BPF:\tktime\n")
     failing = [c for c in view.controllers if c.consecutive_failures > 0]
     w.append(f"Controller Status:\t{len(view.controllers) - len(failing)}/{len(view.controllers)} healthy\n")
@@ -301,7 +307,7 @@ def _cluster_health_lines(view: AgentView, all_nodes: bool) -> str:
     ts = _ts(view.now)
     lines: list[str] = []
     ordered = sorted(view.health, key=lambda p: (not p.local, p.name))
-    if v >= (1, 17):
+    if v >= (1, 18):  # PR #38169: summary + header always, per-node rows only for problems or --verbose
         lines.append(f"Cluster health:\t{healthy}/{total} reachable\t({ts})\t(Probe interval: 1m29.367s)\n")
         lines.append("Name\tIP\tNode\tEndpoints\n")
         for p in ordered:
@@ -331,15 +337,16 @@ def _reach(ok: bool) -> str:
 
 
 def _k8s_apis(v: tuple[int, int]) -> list[str]:
-    apis = ["cilium/v2::CiliumClusterwideNetworkPolicy", "cilium/v2::CiliumNetworkPolicy", "cilium/v2::CiliumNode",
-            "core/v1::Namespace", "core/v1::Pods", "core/v1::Service", "networking.k8s.io/v1::NetworkPolicy"]
+    """As in real pastes: 1.11 lists ``core/v1::Node`` and ``discovery/v1::EndpointSlice``; 1.15-1.17 list
+    ``EndpointSliceOrEndpoint`` and ``cilium/v2alpha1::CiliumCIDRGroup`` (CiliumEndpointSlice only when enabled)."""
+    apis = ["cilium/v2::CiliumClusterwideNetworkPolicy", "cilium/v2::CiliumEndpoint", "cilium/v2::CiliumNetworkPolicy",
+            "cilium/v2::CiliumNode", "core/v1::Namespace", "core/v1::Pods", "core/v1::Service",
+            "networking.k8s.io/v1::NetworkPolicy"]
     apis.append("EndpointSliceOrEndpoint" if v >= (1, 14) else "discovery/v1::EndpointSlice")
     if v >= (1, 14):
         apis.append("cilium/v2alpha1::CiliumCIDRGroup")
-    if v < (1, 16):
-        apis += ["cilium/v2::CiliumEndpoint", "core/v1::Node"]
     else:
-        apis.append("cilium/v2alpha1::CiliumEndpointSlice")
+        apis.append("core/v1::Node")
     return apis
 
 
@@ -384,8 +391,8 @@ def status_json(view: AgentView) -> str:
     sr: dict[str, Any] = {
         "cilium": {"msg": f"{ver} (v{ver}-{view.commit})", "state": "Ok"},
         "client-id": 1234567890,
-        "cluster": {"ciliumHealth": {"state": "Ok"}, "self": view.node if view.cluster_name == "default"
-                    else f"{view.cluster_name}/{view.node}"},
+        "cluster": {**({"ciliumHealth": {"state": "Ok"}} if view.health_checking else {}),
+                    "self": view.node if view.cluster_name == "default" else f"{view.cluster_name}/{view.node}"},
         "controllers": controllers,
         "identity-range": {"max-identity": 65535, "min-identity": 256},
         "ipam": {"ipv4": [ip for ip in view.router_ips + view.health_ips if ":" not in ip],
@@ -439,13 +446,14 @@ def status_json(view: AgentView) -> str:
 def _path(ip: str, reachable: bool, latency_ns: int, http_port: int, v: tuple[int, int], now: dt.datetime,
           timeout_msg: str) -> dict[str, Any]:
     def conn(kind: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"latency": latency_ns if kind == "icmp" else latency_ns * 3}
-        if reachable:
-            out["status"] = ""
-        else:
-            out = {"status": "Connection timed out" if kind == "icmp" else timeout_msg}
-        if v >= (1, 17):
+        # ``status`` is omitempty: absent when the probe succeeded, the error text when it failed
+        out: dict[str, Any] = {}
+        if v >= (1, 18):
             out["lastProbed"] = _ts(now)
+        if reachable:
+            out["latency"] = latency_ns if kind == "icmp" else latency_ns * 3
+        else:
+            out["status"] = "Connection timed out" if kind == "icmp" else timeout_msg
         return out
 
     return {"http": conn("http"), "icmp": conn("icmp"), "ip": ip}
@@ -460,9 +468,13 @@ def health_response(view: AgentView) -> dict[str, Any]:
                            f'Get "http://{_hostport(ip, port)}/hello": context deadline exceeded') for ip in ips]
             return {"primary-address": paths[0], "secondary-addresses": paths[1:]} if paths else {}
 
-        node: dict[str, Any] = {"host": addrs(p.host_ips, p.host_reachable, 4240), "name": p.name}
+        node: dict[str, Any] = {}
         if p.endpoint_ips:
-            node["health-endpoint"] = addrs(p.endpoint_ips, p.endpoint_reachable, 4240)
+            ep = addrs(p.endpoint_ips, p.endpoint_reachable, 4240)
+            node["endpoint"] = ep["primary-address"]  # the deprecated copy agents still send
+            node["health-endpoint"] = ep
+        node["host"] = addrs(p.host_ips, p.host_reachable, 4240)
+        node["name"] = p.name
         nodes.append(node)
     return {"local": {"name": view.node}, "nodes": nodes, "timestamp": _ts(view.now)}
 
@@ -479,12 +491,12 @@ def health_text(view: AgentView, *, verbose: bool = False, succinct: bool = Fals
     """``cilium-health status``: the per-node probe listing (<= 1.16), or the summary that needs ``--verbose``
     for the listing (1.17+, PR #38169)."""
     v = short(view.version)
-    if v >= (1, 17) and not verbose:
+    if v >= (1, 18) and not verbose:
         return tabwrite(_cluster_health_lines(view, False), 2, 3)
-    if succinct and v < (1, 17):
+    if succinct and v < (1, 18):
         return tabwrite(_cluster_health_lines(view, True), 2, 3)
     lines: list[str] = []
-    if v < (1, 17):
+    if v < (1, 18):
         lines.append(f"Probe time:\t{_ts(view.now)}\n")
         lines.append("Nodes:\n")
     else:
@@ -504,7 +516,7 @@ def health_text(view: AgentView, *, verbose: bool = False, succinct: bool = Fals
                     state = "Connection timed out"
                 else:
                     state = f'Get "http://{_hostport(ips[0], 4240)}/hello": context deadline exceeded'
-                probed = f"\t(Last probed: {_ts(view.now)})" if v >= (1, 17) else ""
+                probed = f"\t(Last probed: {_ts(view.now)})" if v >= (1, 18) else ""
                 lines.append(f"      {what}:\t{state}{probed}\n")
     return tabwrite("".join(lines), 2, 3)
 
@@ -520,8 +532,9 @@ def _go_map_order(keys: list[str], seed: int) -> list[str]:
 
 
 def _table(first: str, second: str, rows: dict[str, list[str]], seed: int) -> str:
-    """``TablePrinter``: tabwriter(5, 0, 3) with ``%s\\t%s\\t\\n`` rows, so every row ends in spaces."""
-    text = [f"{first}\t{second}\t\n"]
+    """``TablePrinter``: tabwriter(5, 0, 3); the header is ``%s\\t%s\\n`` (no padding after it), rows are
+    ``%s\\t%s\\t\\n``, so every row ends in spaces (as in real pastes)."""
+    text = [f"{first}\t{second}\n"]
     for key in _go_map_order(list(rows), seed):
         for i, value in enumerate(rows[key]):
             text.append(f"{key if i == 0 else ''}\t{value}\t\n")
@@ -598,10 +611,7 @@ def _l3n4(ip: str, port: int, proto: str, v: tuple[int, int], scope: str = "exte
 def service_text(view: AgentView) -> str:
     """``service list``: tabwriter(5, 0, 3), sorted by ID, extra backends on continuation rows."""
     v = short(view.version)
-    if v >= (1, 7):
-        rows = ["ID\tFrontend\tService Type\tBackend\t\n"]
-    else:  # pragma: no cover - older than the simulator supports
-        rows = ["ID\tFrontend\tBackend\t\n"]
+    rows = ["ID\tFrontend\tService Type\tBackend\n"]
     for fe in sorted(view.frontends, key=lambda f: f.id):
         backends = []
         for i, be in enumerate(fe.backends):
@@ -611,10 +621,10 @@ def service_text(view: AgentView) -> str:
             backends.append(text)
         front = _l3n4(fe.ip, fe.port, fe.protocol, v, fe.scope)
         if not backends:
-            rows.append(f"{fe.id}\t{front}\t{fe.type}\t\t\n")
+            rows.append(f"{fe.id}\t{front}\t{fe.type}\t\n")
             continue
-        rows.append(f"{fe.id}\t{front}\t{fe.type}\t{backends[0]}\t\n")
-        rows += [f"\t\t\t{b}\t\n" for b in backends[1:]]
+        rows.append(f"{fe.id}\t{front}\t{fe.type}\t{backends[0]}\n")
+        rows += [f"\t\t\t{b}\n" for b in backends[1:]]
     return tabwrite("".join(rows), 5, 3)
 
 

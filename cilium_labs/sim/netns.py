@@ -26,6 +26,8 @@ PREFIX = "cln-"
 """Every namespace the netns datapath creates starts with this (not ``cl-``: the Vagrant tier's private
 namespaces are ``cl-vagrant-*``, and a cleanup by prefix must never reach them)."""
 NETNS_DIR = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")
+"""Per-namespace files ``ip netns exec`` mounts over ``/etc`` (a pod's ``resolv.conf``)."""
 _NETNS_LIST = re.compile(r"^(\S+)")
 
 
@@ -176,8 +178,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def write_etc(name: str, filename: str, text: str) -> None:
+    """``/etc/netns/NAME/FILE``: what commands run in namespace NAME see as ``/etc/FILE``."""
+    folder = ETC_NETNS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / filename).write_text(text)
+
+
+def _remove_etc(name: str) -> None:
+    folder = ETC_NETNS / name
+    if folder.is_dir():
+        for f in folder.iterdir():
+            f.unlink(missing_ok=True)
+        folder.rmdir()
+
+
 def delete(name: str) -> None:
-    """Kill what runs in ``name`` and delete it; a namespace already gone is fine."""
+    """Kill what runs in ``name`` and delete it (and its ``/etc/netns`` files); a namespace already gone is fine."""
+    _remove_etc(name)
     if not exists(name):
         return
     kill(pids(name))
@@ -194,13 +212,16 @@ class Leftovers:
     """What carries the prefix: namespaces, root-namespace links, nftables tables, iptables rules, processes."""
 
     namespaces: tuple[str, ...] = ()
+    etc_dirs: tuple[str, ...] = ()
     links: tuple[str, ...] = ()
     nft_tables: tuple[str, ...] = ()
     iptables_rules: tuple[str, ...] = ()
     processes: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.links or self.nft_tables or self.iptables_rules or self.processes)
+        return bool(
+            self.namespaces or self.etc_dirs or self.links or self.nft_tables or self.iptables_rules or self.processes
+        )
 
     def describe(self) -> str:
         parts = []
@@ -246,8 +267,10 @@ def _root_iptables(prefix: str) -> list[str]:
 def leftovers(prefix: str = PREFIX) -> Leftovers:
     """Everything with ``prefix`` that still exists."""
     procs = [f"{pid} in {ns}: {cmd}" for pid, ns, cmd in processes(prefix)]
+    etc = sorted(str(p) for p in ETC_NETNS.glob(f"{prefix}*")) if ETC_NETNS.is_dir() else []
     return Leftovers(
         tuple(namespaces(prefix)),
+        tuple(etc),
         tuple(_root_links(prefix)),
         tuple(_root_nft_tables(prefix)),
         tuple(_root_iptables(prefix)),
@@ -271,4 +294,8 @@ def cleanup(prefix: str = PREFIX) -> list[str]:
     for link in _root_links(prefix):
         ip(["link", "del", link], check=False)
         removed.append(link)
+    if ETC_NETNS.is_dir():
+        for folder in ETC_NETNS.glob(f"{prefix}*"):
+            _remove_etc(folder.name)
+            removed.append(str(folder))
     return removed

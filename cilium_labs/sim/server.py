@@ -62,6 +62,8 @@ class SimServer:
         self.started_at = time.monotonic()
         self.requests = 0
         self.execs = 0
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How an exec waits out its latency (tests record it instead of waiting)."""
 
     @property
     def url(self) -> str:
@@ -373,7 +375,7 @@ class SimServer:
             for fault in self.cluster.faults_for("agent-slow", node):
                 delay += float(fault.get("seconds", 0.0))
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             if is_agent:
                 outcome = agent_mod.run(self.cluster, node, argv)
             else:
@@ -382,7 +384,7 @@ class SimServer:
                 real = None
                 if handler is not None:
                     real = await asyncio.get_running_loop().run_in_executor(
-                        None, handler, namespace, name, container, argv)
+                        getattr(self.cluster, "exec_executor", None), handler, namespace, name, container, argv)
                 outcome = real if real is not None else _generic_exec(argv, node)
             if outcome.stdout and q.get("stdout", "true") in ("1", "true"):
                 await send(1, outcome.stdout.encode())
@@ -409,6 +411,9 @@ class SimServer:
                 body = await self._body(request)
                 faults = self.cluster.set_faults(body.get("faults") or [], replace=bool(body.get("replace")))
                 return _json({"faults": [str(f) for f in faults]})
+        if what == "uninstall" and request.method == "POST":
+            self.cluster.uninstall_cilium()
+            return _json(self.state())
         if what == "install" and request.method == "POST":
             body = await self._body(request)
             version = str(body.get("version") or self.cluster.spec.cilium_version)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 NODE_IMAGE = "cilium-labs-test/node:bookworm"
+NODE_IMAGE_TCPDUMP = "cilium-labs-test/node-tcpdump:bookworm"
 
 
 def _ping() -> Any | None:
@@ -33,11 +34,31 @@ def _ping() -> Any | None:
         return None
 
 
+def _forward_policy() -> str | None:
+    """The iptables FORWARD policy (dockerd sets it to DROP and leaves it so after it stops)."""
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return None
+    res = subprocess.run([iptables, "-S", "FORWARD"], capture_output=True, text=True, timeout=30)
+    first = res.stdout.splitlines()[0].split() if res.returncode == 0 and res.stdout else []
+    return first[2] if len(first) == 3 and first[:2] == ["-P", "FORWARD"] else None
+
+
+def _restore_host(policy: str | None, had_docker0: bool) -> None:
+    """Undo what our dockerd left in the root namespace, so netns-based tests of others are not filtered."""
+    if policy is not None and _forward_policy() != policy:
+        subprocess.run(["iptables", "-P", "FORWARD", policy], check=False, timeout=30)
+    if not had_docker0 and Path("/sys/class/net/docker0").exists():
+        subprocess.run(["ip", "link", "delete", "docker0"], check=False, timeout=30)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     client = _ping()
     proc: subprocess.Popen[bytes] | None = None
     log = None
+    policy = _forward_policy()
+    had_docker0 = Path("/sys/class/net/docker0").exists()
     if client is None:
         dockerd = shutil.which("dockerd")
         if dockerd is None:
@@ -65,6 +86,7 @@ def docker_client() -> Iterator[Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            _restore_host(policy, had_docker0)
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +115,29 @@ def node_image(docker_client: Any) -> str:
         if imp.returncode != 0:
             pytest.skip(f"docker import failed: {imp.stderr.decode(errors='replace').strip()}")
     return NODE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def node_image_tcpdump(docker_client: Any, node_image: str) -> str:
+    """``node_image`` plus tcpdump (from Debian's mirror, the one registry-like thing reachable here)."""
+    try:
+        docker_client.images.get(NODE_IMAGE_TCPDUMP)
+        return NODE_IMAGE_TCPDUMP
+    except Exception:
+        pass
+    dockerfile = (
+        f"FROM {node_image}\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends tcpdump && rm -rf /var/lib/apt/lists/*\n"
+    )
+    import io
+
+    try:
+        docker_client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=NODE_IMAGE_TCPDUMP, rm=True, timeout=600
+        )
+    except Exception as exc:
+        pytest.skip(f"cannot build {NODE_IMAGE_TCPDUMP} (no Debian mirror?): {str(exc)[:200]}")
+    return NODE_IMAGE_TCPDUMP
 
 
 @pytest.fixture(scope="session")

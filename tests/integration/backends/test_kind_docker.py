@@ -28,9 +28,7 @@ pytestmark = pytest.mark.integration
 FAKES = Path(__file__).resolve().parents[2] / "fakes"
 
 
-@pytest.fixture
-def cluster(docker_client: Any, node_image: str, kind_network: str) -> Iterator[dict[str, Any]]:
-    """A control plane and two workers, labelled and networked as kind does; removed afterwards."""
+def _make_cluster(docker_client: Any, node_image: str, kind_network: str) -> Iterator[dict[str, Any]]:
     name = f"cl-{uuid.uuid4().hex[:8]}"
     made: list[Any] = []
     try:
@@ -57,6 +55,17 @@ def cluster(docker_client: Any, node_image: str, kind_network: str) -> Iterator[
                 c.remove(force=True)
             except Exception:
                 pass
+
+
+@pytest.fixture
+def cluster(docker_client: Any, node_image: str, kind_network: str) -> Iterator[dict[str, Any]]:
+    """A control plane and two workers, labelled and networked as kind does; removed afterwards."""
+    yield from _make_cluster(docker_client, node_image, kind_network)
+
+
+@pytest.fixture
+def tcpdump_cluster(docker_client: Any, node_image_tcpdump: str, kind_network: str) -> Iterator[dict[str, Any]]:
+    yield from _make_cluster(docker_client, node_image_tcpdump, kind_network)
 
 
 @pytest.fixture
@@ -117,6 +126,25 @@ def test_capture_without_tcpdump_says_so(cluster: dict[str, Any], tmp_path: Path
     backend = backend_for(cluster["name"], tmp_path)
     with pytest.raises(CapabilityMissing, match="tcpdump is not installed"):
         backend.capture(f"{cluster['name']}-worker", "udp port 8472", 1)
+
+
+def test_capture_on_a_node(tcpdump_cluster: dict[str, Any], tmp_path: Path) -> None:
+    """A real tcpdump in a node sees UDP sent to it from another node on the kind network; pcap bytes come back."""
+    import threading
+
+    name = tcpdump_cluster["name"]
+    backend = backend_for(name, tmp_path)
+    worker = next(n for n in backend.nodes() if n.name == f"{name}-worker")
+    result: dict[str, bytes] = {}
+    t = threading.Thread(target=lambda: result.update(pcap=backend.capture(worker.name, "udp port 8472", 4)))
+    t.start()
+    time.sleep(1.5)
+    send = f"for i in 1 2 3 4 5; do echo cilium-labs > /dev/udp/{worker.ipv4}/8472; sleep 0.2; done"
+    assert backend.node_exec(f"{name}-control-plane", ["bash", "-c", send]).returncode == 0
+    t.join(timeout=60)
+    pcap = result["pcap"]
+    assert pcap[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")  # little-endian pcap, us or ns
+    assert pcap.count(b"cilium-labs") >= 3  # the payloads were captured
 
 
 def test_images_on_the_host(docker_client: Any, node_image: str) -> None:

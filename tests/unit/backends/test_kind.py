@@ -93,7 +93,7 @@ def kind_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     (bindir / "kind").write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKES / "kind"}" "$@"\n')
     (bindir / "kind").chmod(0o755)
     helm = bindir / "helm"
-    helm.write_text("#!/bin/sh\nexit 0\n")
+    helm.write_text('#!/bin/sh\nif [ -n "$FAKE_HELM_FAIL" ]; then echo "Error: $FAKE_HELM_FAIL" >&2; exit 1; fi\n')
     helm.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     log = tmp_path / "kind-calls.jsonl"
@@ -101,6 +101,7 @@ def kind_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("FAKE_KIND_LOG", str(log))
     monkeypatch.setenv("FAKE_KIND_STATE", str(state))
     monkeypatch.delenv("FAKE_KIND_FAIL", raising=False)
+    monkeypatch.delenv("FAKE_HELM_FAIL", raising=False)
     proc = tmp_path / "proc"
     (proc / "sys/fs/inotify").mkdir(parents=True)
     (proc / "sys/fs/inotify/max_user_watches").write_text("1048576\n")
@@ -307,13 +308,19 @@ def test_create_without_kubeconfig_is_an_error_and_cleans_up(
 
 
 def test_down_is_idempotent(kind_env: dict[str, Any]) -> None:
-    backend = make(kind_env)
+    docker = FakeDocker()
+    docker.containers_.append(FakeContainer("lab1-control-plane", "control-plane", "lab1", "172.18.0.2"))
+    backend = make(kind_env, docker)
+    assert backend.is_up() is False  # a container alone is not a cluster kind knows
     backend.up()
-    assert backend.is_up() is False  # kind knows it, but no control-plane container is running (fake docker)
+    assert backend.is_up() is True
+    assert ["get", "nodes", "--name", "lab1"] in kind_env["calls"]()
     backend.down()
+    assert backend.is_up() is False
     backend.down()
     assert [c[:2] for c in kind_env["calls"]()].count(["delete", "cluster"]) == 2
     assert json.loads(kind_env["state"].read_text())["clusters"] == []
+    assert docker.containers_[0].removed
 
 
 def test_reuse_adopts_an_existing_cluster(kind_env: dict[str, Any]) -> None:
@@ -437,3 +444,29 @@ def test_kubeconfig_before_up(kind_env: dict[str, Any]) -> None:
 
 def test_spec_default_is_valid_for_kind() -> None:
     assert KindBackend(LabSpec(), Path("/nonexistent")).create_argv(keep_on_failure=True)[-1] == "--retain"
+
+
+# -- with the lab driving it ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("keep", "deleted"), [("never", True), ("on-failure", False)])
+def test_failed_install_dumps_kind_logs_then_deletes_unless_kept(
+    kind_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, keep: str, deleted: bool
+) -> None:
+    from cilium_labs.lab import Lab
+
+    monkeypatch.setenv("FAKE_HELM_FAIL", "INSTALLATION FAILED: timed out waiting for the condition")
+    backend = make(kind_env, kind={"preload_images": False})
+    artifacts = kind_env["tmp"] / "artifacts"
+    lab = Lab(backend.spec, backend, keep=keep, state_dir=kind_env["tmp"] / "labs", artifacts_dir=artifacts)
+    with pytest.raises(CommandError, match="INSTALLATION FAILED"), lab:
+        lab.install(timeout_s=30)
+    calls = kind_env["calls"]()
+    export = ["export", "logs", str(artifacts / "kind"), "--name", "lab1"]
+    delete = ["delete", "cluster", "--name", "lab1", "--kubeconfig", str(kind_env["tmp"] / "labstate/kubeconfig")]
+    assert export in calls
+    assert (artifacts / "kind" / "lab1-control-plane" / "kubelet.log").is_file()
+    assert (delete in calls) is deleted
+    if deleted:
+        assert calls.index(export) < calls.index(delete)  # logs first, then the cluster goes
+    assert ("lab1" in json.loads(kind_env["state"].read_text())["clusters"]) is not deleted

@@ -100,7 +100,8 @@ assert argv[:2] == ["-c", "qemu:///system"], argv
 d = os.environ["FAKE_VIRSH_DIR"]
 cmd = argv[2]
 if os.path.exists(os.path.join(d, "down")):
-    sys.stderr.write("error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory\n")
+    sys.stderr.write("error: failed to connect to the hypervisor\n"
+                     "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory\n")
     sys.exit(1)
 if cmd == "version":
     print("Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\nRunning hypervisor: QEMU 7.2.0")
@@ -111,7 +112,8 @@ elif cmd == "net-list":
 elif cmd == "net-dumpxml":
     path = os.path.join(d, argv[3] + ".xml")
     if not os.path.exists(path):
-        sys.stderr.write(f"error: failed to get network '{argv[3]}'\nerror: Network not found: no network with matching name '{argv[3]}'\n")
+        sys.stderr.write(f"error: failed to get network '{argv[3]}'\n"
+                         f"error: Network not found: no network with matching name '{argv[3]}'\n")
         sys.exit(1)
     print(open(path).read())
 elif cmd in ("net-destroy", "net-undefine"):
@@ -180,7 +182,10 @@ def test_status_of_running_and_destroyed_machines_from_vagrant_2_3_4() -> None:
         WORKER: ("running", "libvirt", True),
     }
     gone = parse_status((DATA / "status-not-created-2.3.4.txt").read_text())
-    assert [(s.name, s.state, s.created) for s in gone.values()] == [(CP, "not_created", False), (WORKER, "not_created", False)]
+    assert [(s.name, s.state, s.created) for s in gone.values()] == [
+        (CP, "not_created", False),
+        (WORKER, "not_created", False),
+    ]
 
 
 def test_status_as_pasted_with_a_prompt_and_vagrant_1_7_format() -> None:
@@ -207,7 +212,9 @@ def test_machine_readable_unescapes_commas_and_newlines() -> None:
 
 
 def test_machine_readable_error_exit_is_a_backend_error() -> None:
-    text = "1556436418,,error-exit,Vagrant::Errors::UIExpectsTTY,Vagrant is attempting to interface%!(VAGRANT_COMMA) ok\n"
+    text = (
+        "1556436418,,error-exit,Vagrant::Errors::UIExpectsTTY,Vagrant is attempting to interface%!(VAGRANT_COMMA) ok\n"
+    )
     with pytest.raises(BackendError, match=r"UIExpectsTTY\): Vagrant is attempting to interface, ok"):
         parse_machine_readable(text)
 
@@ -229,7 +236,8 @@ def test_ssh_config_from_vagrant_libvirt() -> None:
 
 
 def test_ssh_config_quoted_identity_and_key_equals_value() -> None:
-    text = 'Host n1\n  HostName=10.0.0.5\n  User vagrant\n  Port 2222\n  IdentityFile "/home/a b/key"\n  IdentityFile /k2\n'
+    text = "Host n1\n  HostName=10.0.0.5\n  User vagrant\n  Port 2222\n"
+    text += '  IdentityFile "/home/a b/key"\n  IdentityFile /k2\n'
     t = parse_ssh_config(text)["n1"]
     assert (t.hostname, t.port, t.identity_files) == ("10.0.0.5", 2222, ("/home/a b/key", "/k2"))
 
@@ -250,7 +258,9 @@ def test_ssh_config_rejects_what_is_not_one(text: str, message: str) -> None:
 
 
 def test_ssh_argv_is_a_list_with_the_command_last() -> None:
-    t = SshTarget("n1", "192.168.121.5", "vagrant", 22, ("/k",), (("StrictHostKeyChecking", "no"), ("LogLevel", "FATAL")))
+    t = SshTarget(
+        "n1", "192.168.121.5", "vagrant", 22, ("/k",), (("StrictHostKeyChecking", "no"), ("LogLevel", "FATAL"))
+    )
     assert ssh_argv(t, "ls '/a b'") == [
         "ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "LogLevel=FATAL", "-o", "BatchMode=yes",
         "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=15", "-i", "/k", "-p", "22", "-l", "vagrant", "--",
@@ -292,10 +302,13 @@ def test_node_addresses_follow_kind_names_on_node_cidr() -> None:
         ("lab-worker2", "worker", "10.10.0.13"),
     ]
     with pytest.raises(SpecError, match="node_cidr"):
-        node_addresses(from_dict({"name": "lab", "workers": 3, "node_cidr": "10.10.0.0/28"}))
+        node_addresses(from_dict({"name": "lab", "workers": 5, "node_cidr": "10.10.0.0/28"}))  # .11-.16 > .14
+    assert node_addresses(from_dict({"name": "lab", "workers": 3, "node_cidr": "10.10.0.0/28"}))[-1][2] == "10.10.0.14"
 
 
-def test_lab_document_for_software_emulation_without_provisioning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lab_document_for_software_emulation_without_provisioning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     spec = _spec(box="local/bookworm", box_url="boxes/b.box", kernel="/k/vmlinuz", initrd="/k/initrd.img")
     doc = lab_document(spec, None)
@@ -319,12 +332,20 @@ def test_lab_document_with_kvm_and_provisioning() -> None:
     assert doc["boot_timeout"] == 300 and doc["box"] == "generic/debian12" and doc["box_url"] is None
     first, second = doc["nodes"][0]["provision"], doc["nodes"][1]["provision"]
     assert first["script"] == "/b/kubeadm-node.sh" and first["install_to"] == BOOTSTRAP_IN_VM
-    assert first["args"] == [
-        "up", "--role", "control-plane", "--node-ip", "172.16.0.11", "--node-name", "vt-control-plane",
-        "--control-plane-address", "172.16.0.11", "--k8s-version", spec.k8s_version, "--pod-cidrs", "10.244.0.0/16",
-        "--service-cidrs", "10.96.0.0/16", "--init", "--kube-proxy-replacement",
+    args = first["args"]
+    assert args[0] == "up" and "--init" in args and "--kube-proxy-replacement" in args
+
+    def value(a: list[str], flag: str) -> str:
+        return a[a.index(flag) + 1]
+
+    assert [value(args, f) for f in ("--role", "--node-ip", "--node-name", "--control-plane-address")] == [
+        "control-plane", "172.16.0.11", CP, "172.16.0.11",
     ]  # fmt: skip
-    assert "--init" not in second["args"] and second["args"][second["args"].index("--node-ip") + 1] == "172.16.0.12"
+    assert value(args, "--k8s-version") == spec.k8s_version and value(args, "--pod-cidrs") == "10.244.0.0/16"
+    assert "--init" not in second["args"]
+    assert [value(second["args"], f) for f in ("--role", "--node-ip", "--control-plane-address")] == [
+        "worker", "172.16.0.12", "172.16.0.11",
+    ]  # fmt: skip
 
 
 # -- lifecycle through the stand-ins ---------------------------------------------------------------------------------
@@ -357,7 +378,9 @@ def test_up_runs_vagrant_up_in_the_labs_own_folder(env: Env, tmp_path: Path) -> 
 
 def test_failed_up_destroys_what_it_made_and_says_why(env: Env, tmp_path: Path) -> None:
     (env.vagrant_dir / "up.creates").write_text(f"{CP}\n")
-    env.vagrant("up", stderr="Error while creating domain: Error saving the server: Call to virDomainDefineXML failed\n", rc=1)
+    env.vagrant(
+        "up", stderr="Error while creating domain: Error saving the server: Call to virDomainDefineXML failed\n", rc=1
+    )
     b = VagrantBackend(_spec(), tmp_path / "vt")
     with pytest.raises(BackendError, match="did not come up: Error while creating domain"):
         b.up()
@@ -386,7 +409,8 @@ def test_down_destroys_and_removes_the_left_over_lab_network(env: Env, tmp_path:
     b = VagrantBackend(_spec(), tmp_path / "vt")
     b.up()
     (env.virsh_dir / "cilium-labs-vt.xml").write_text(
-        "<network><name>cilium-labs-vt</name><bridge name='virbr2'/><ip address='172.16.0.1' netmask='255.255.255.0'/></network>"
+        "<network><name>cilium-labs-vt</name><bridge name='virbr2'/>"
+        "<ip address='172.16.0.1' netmask='255.255.255.0'/></network>"
     )
     b.down()
     assert env.vagrant_argv()[-1] == ["destroy", "-f", "--no-tty"]
@@ -451,7 +475,10 @@ def test_node_exec_rejects_unknown_nodes_and_shell_strings(env: Env, tmp_path: P
 def test_node_exec_asks_vagrant_again_when_ssh_cannot_connect(env: Env, tmp_path: Path) -> None:
     b = VagrantBackend(_spec(), tmp_path / "vt")
     b.write_lab_files()
-    env.ssh(_ssh_hosts()[CP], {"*": {"stderr": "ssh: connect to host 192.168.121.9 port 22: No route to host\r\n", "rc": 255}})
+    env.ssh(
+        _ssh_hosts()[CP],
+        {"*": {"stderr": "ssh: connect to host 192.168.121.9 port 22: No route to host\r\n", "rc": 255}},
+    )
     with pytest.raises(BackendError, match="cannot reach vt-control-plane over SSH: ssh: connect to host"):
         b.node_exec(CP, ["true"])
     assert [a[0] for a in env.vagrant_argv()] == ["ssh-config", "ssh-config"]
@@ -460,27 +487,35 @@ def test_node_exec_asks_vagrant_again_when_ssh_cannot_connect(env: Env, tmp_path
     assert b.node_exec(CP, ["false"]).returncode == 255
 
 
-def test_provisioned_up_joins_with_the_token_on_stdin_and_fetches_the_kubeconfig(
-    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+ROOT = f"sudo -n -- {BOOTSTRAP_IN_VM}"
+
+
+def test_provisioned_up_joins_with_the_token_on_stdin_and_fetches_the_kubeconfig(env: Env, tmp_path: Path) -> None:
     hosts = _ssh_hosts()
-    join = "kubeadm join 172.16.0.11:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:" + "a" * 64
+    join = (
+        "kubeadm join 172.16.0.11:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:"
+        + "a" * 64
+    )
     admin = yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "kubernetes-admin@kubernetes",
-        "clusters": [{"name": "kubernetes", "cluster": {"server": "https://10.0.2.15:6443", "certificate-authority-data": "Q0E="}}],
+        "clusters": [{"name": "kubernetes",
+                      "cluster": {"server": "https://10.0.2.15:6443", "certificate-authority-data": "Q0E="}}],
         "users": [{"name": "kubernetes-admin", "user": {"client-key-data": "S0VZ"}}],
     })  # fmt: skip
     env.ssh(hosts[CP], {
-        f"sudo {BOOTSTRAP_IN_VM} join-command": {"stdout": join + "\n"},
+        f"{ROOT} status": {"stdout": "done\n"},
+        f"{ROOT} join-command": {"stdout": "W1126 warning: something\n" + join + "\n"},
         "sudo cat /etc/kubernetes/admin.conf": {"stdout": admin},
     })  # fmt: skip
-    env.ssh(hosts[WORKER], {f"sudo {BOOTSTRAP_IN_VM} join": {"stdout": "joined\n"}})
-    b = VagrantBackend(_spec(provision=True), tmp_path / "vt")
+    env.ssh(hosts[WORKER], {f"{ROOT} status": {"stdout": "prepared\n"}, f"{ROOT} join": {"stdout": "joined\n"}})
+    lines: list[str] = []
+    b = VagrantBackend(_spec(provision=True), tmp_path / "vt", progress=lines.append)
     b.up()
     assert env.vagrant_argv()[0] == ["up", "--provider=libvirt", "--parallel", "--no-tty"]  # provisioners run
-    joins = [c for c in env.calls("ssh") if c["argv"][-1].endswith(" join")]
-    assert len(joins) == 1 and joins[0]["stdin"] == join + "\n"
+    joins = [c for c in env.calls("ssh") if c["argv"][-1] == f"{ROOT} join"]
+    assert len(joins) == 1 and joins[0]["stdin"] == join + "\n" and joins[0]["argv"][-2] == hosts[WORKER]
     assert all("abcdef.0123456789abcdef" not in " ".join(c["argv"]) for c in env.calls("ssh"))
+    assert not any("abcdef.0123456789abcdef" in line for line in lines)
     path = b.kubeconfig()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     cfg = yaml.safe_load(path.read_text())
@@ -490,9 +525,16 @@ def test_provisioned_up_joins_with_the_token_on_stdin_and_fetches_the_kubeconfig
 
 def test_provisioned_up_fails_clearly_when_the_control_plane_gives_no_join_command(env: Env, tmp_path: Path) -> None:
     (env.vagrant_dir / "up.creates").write_text(f"{CP}\n{WORKER}\n")
-    env.ssh(_ssh_hosts()[CP], {"*": {"stderr": "kubeadm-node.sh: not an initialised control plane\n", "rc": 1}})
+    hosts = _ssh_hosts()
+    env.ssh(hosts[CP], {
+        f"{ROOT} status": {"stdout": "done\n"},
+        f"{ROOT} join-command": {"stderr": "kubeadm-node.sh: not an initialised control plane\n", "rc": 1},
+    })  # fmt: skip
+    env.ssh(hosts[WORKER], {f"{ROOT} status": {"stdout": "prepared\n"}})
     b = VagrantBackend(_spec(provision=True), tmp_path / "vt")
-    with pytest.raises(BackendError, match="gave no join command: kubeadm-node.sh: not an initialised control plane"):
+    with pytest.raises(
+        BackendError, match="could not get a join command from vt-control-plane: kubeadm-node.sh: not an"
+    ):
         b.up()
     assert env.vagrant_argv()[-1] == ["destroy", "-f", "--no-tty"]
 
@@ -540,10 +582,13 @@ def test_dump_logs_writes_bootstrap_and_kubelet_logs_per_running_node(env: Env, 
         })  # fmt: skip
     files = b.dump_logs(tmp_path / "logs")
     assert sorted(p.name for p in files) == sorted(
-        ["vagrant-lab.json", "vagrant-status.txt"] + [f"{n}-{k}" for n in (CP, WORKER) for k in ("bootstrap.log", "kubelet.log")]
+        ["vagrant-lab.json", "vagrant-status.txt"]
+        + [f"{n}-{k}" for n in (CP, WORKER) for k in ("bootstrap.log", "kubelet.log")]
     )
     assert (tmp_path / "logs" / f"{WORKER}-bootstrap.log").read_text() == "2026-11-26T12:00:00Z kubeadm-node: up\n"
-    assert (tmp_path / "logs" / "vagrant-status.txt").read_text() == f"{CP} running (libvirt)\n{WORKER} running (libvirt)\n"
+    assert (
+        tmp_path / "logs" / "vagrant-status.txt"
+    ).read_text() == f"{CP} running (libvirt)\n{WORKER} running (libvirt)\n"
 
 
 def test_dump_logs_never_raises(env: Env, tmp_path: Path) -> None:
@@ -585,7 +630,9 @@ def test_preflight_without_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_preflight_network_overlaps(env: Env, tmp_path: Path) -> None:
-    (env.virsh_dir / "mine.xml").write_text("<network><name>mine</name><ip address='172.16.0.129' prefix='25'/></network>")
+    (env.virsh_dir / "mine.xml").write_text(
+        "<network><name>mine</name><ip address='172.16.0.129' prefix='25'/></network>"
+    )
     with pytest.raises(PreflightError, match=r"overlaps libvirt network 'mine' \(172.16.0.128/25\)"):
         VagrantBackend(_spec(), tmp_path / "vt").preflight()
     # The lab's own network from an earlier run is no conflict, only a warning.
@@ -634,11 +681,11 @@ def test_plan_shows_the_lab_file_and_commands_and_creates_nothing(tmp_path: Path
     b = VagrantBackend(_spec(provision=True), tmp_path / "vt")
     plan = b.plan()
     assert not (tmp_path / "vt").exists()
-    (path, text), = plan.files.items()
+    ((path, text),) = plan.files.items()
     assert path == str(tmp_path / "vt" / "vagrant" / "lab.json")
     assert json.loads(text) == lab_document(b.spec, REPO / "bootstrap" / "kubeadm-node.sh")
     assert ["vagrant", "up", "--provider=libvirt", "--parallel", "--no-tty"] in plan.commands
-    assert ["ssh", WORKER, "sudo", BOOTSTRAP_IN_VM, "join"] in plan.commands
+    assert ["ssh", WORKER, "sudo", "-n", "--", BOOTSTRAP_IN_VM, "join"] in plan.commands
     assert any(n.startswith("environment of every vagrant call: VAGRANT_CWD=") for n in plan.notes)
     assert plan.extra["nodes"][0] == {"name": CP, "role": "control-plane", "ip": "172.16.0.11"}
     bare = VagrantBackend(_spec(), tmp_path / "vt").plan()

@@ -47,14 +47,25 @@ case "$tool" in
   mountpoint) [[ -f "$FAKE_STATE/bpffs-mounted" ]] ;;
   systemctl) if [[ "$*" == *"sys-fs-bpf.mount"* ]]; then : >"$FAKE_STATE/bpffs-mounted"; fi ;;
   containerd)
-    if [[ "$*" == "config default" ]]; then
+    # The relevant lines of `containerd config default` as containerd 1.6/1.7 and 2.x print them.
+    if [[ "$*" == "config default" && "${FAKE_CONTAINERD:-1}" == 1 ]]; then
       cat <<'TOML'
 version = 2
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.8"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-    SystemdCgroup = false
+    sandbox_image = "registry.k8s.io/pause:3.6"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+            SystemdCgroup = false
 TOML
+    elif [[ "$*" == "config default" && "${FAKE_CONTAINERD}" == 2 ]]; then
+      cat <<'TOML'
+version = 3
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = 'registry.k8s.io/pause:3.10'
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  SystemdCgroup = false
+TOML
+    elif [[ "$*" == "config default" ]]; then
+      printf 'version = 3\n[plugins]\n'
     fi
     ;;
   kubeadm)

@@ -51,7 +51,9 @@ class Node:
         (self.fake_state / "swap-on").touch()
         self.calls_file.touch()
 
-    def run(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {
             "PATH": f"{self.bin}:/usr/bin:/bin",
             "CILIUM_LABS_ROOT": str(self.root),
@@ -148,7 +150,9 @@ def test_without_kube_proxy_replacement_kube_proxy_stays(node: Node) -> None:
 def test_dual_stack_cidrs_and_ipv6_forwarding(node: Node) -> None:
     args = [a if a != "172.16.0.10" else a for a in CP_UP]
     args[args.index("--node-ip") + 1] = "172.16.0.10,fd00:172:16::10"
-    res = node.run(*args, "--pod-cidrs", "10.244.0.0/16,fd00:10:244::/56", "--service-cidrs", "10.96.0.0/16,fd00:10:96::/112")
+    res = node.run(
+        *args, "--pod-cidrs", "10.244.0.0/16,fd00:10:244::/56", "--service-cidrs", "10.96.0.0/16,fd00:10:96::/112"
+    )
     assert res.returncode == 0, res.stderr + node.log
     init = next(c for c in node.calls() if c.startswith("kubeadm init "))
     assert "--pod-network-cidr 10.244.0.0/16,fd00:10:244::/56" in init
@@ -240,7 +244,9 @@ def test_worker_is_prepared_then_joins_from_stdin_without_logging_the_token(node
     assert node.status == "prepared"
     assert not any(c.startswith("kubeadm") and "init " in c for c in node.calls())
 
-    res = node.run("join", stdin=f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH} \n")
+    res = node.run(
+        "join", stdin=f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH} \n"
+    )
     assert res.returncode == 0, res.stderr + node.log
     join = next(c for c in node.calls() if c.startswith("kubeadm join"))
     assert f"--token {TOKEN}" in join and f"--discovery-token-ca-cert-hash {HASH}" in join
@@ -251,7 +257,9 @@ def test_worker_is_prepared_then_joins_from_stdin_without_logging_the_token(node
     assert TOKEN not in res.stdout + res.stderr
 
     node.reset_calls()
-    res = node.run("join", stdin=f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}\n")
+    res = node.run(
+        "join", stdin=f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}\n"
+    )
     assert res.returncode == 0 and "already joined" in res.stderr
     assert node.calls() == []
     # and `up` again at the next boot keeps it joined, without commands
@@ -264,7 +272,10 @@ def test_worker_is_prepared_then_joins_from_stdin_without_logging_the_token(node
     [
         ("", "stdin is not a 'kubeadm join"),
         ("kubeadm join 172.16.0.10:6443 --token abc --discovery-token-ca-cert-hash " + HASH, "stdin is not"),
-        (f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}; reboot", "stdin is not"),
+        (
+            f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}; reboot",
+            "stdin is not",
+        ),
         (f"kubeadm join 10.9.9.9:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}", "points at 10.9.9.9"),
         (
             f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}"
@@ -284,7 +295,9 @@ def test_join_refuses_anything_but_a_join_line(node: Node, line: str, message: s
 
 
 def test_join_before_up_is_refused(node: Node) -> None:
-    res = node.run("join", stdin=f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}\n")
+    res = node.run(
+        "join", stdin=f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}\n"
+    )
     assert res.returncode == 2 and "run 'kubeadm-node.sh up'" in res.stderr
 
 
@@ -295,7 +308,10 @@ def test_second_control_plane_joins_with_certificate_key(node: Node) -> None:
     assert node.run(*cp2).returncode == 0
     assert node.status == "prepared"
     key = "c" * 64
-    line = f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH} --control-plane --certificate-key {key}"
+    line = (
+        f"kubeadm join 172.16.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {HASH}"
+        f" --control-plane --certificate-key {key}"
+    )
     res = node.run("join", "--control-plane", stdin=line + "\n")
     assert res.returncode == 0, res.stderr + node.log
     join = next(c for c in node.calls() if c.startswith("kubeadm join"))
@@ -342,3 +358,58 @@ def test_must_be_root_outside_tests(tmp_path: Path) -> None:
         pytest.skip("running as root: the root check passes")
     res = subprocess.run(["bash", str(SCRIPT), *WORKER_UP], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and "must run as root" in res.stderr
+
+
+# -- the two callers' arguments are what the script accepts -------------------------------------------------------
+
+
+def test_python_up_args_run_on_the_script(node: Node) -> None:
+    from cilium_labs.bootstrap import up_args
+    from cilium_labs.spec import LabSpec
+
+    spec = LabSpec(name="lab", kube_proxy_replacement=True, k8s_version="v1.32.4")
+    args = up_args(
+        spec,
+        role="control-plane",
+        node_ip="172.16.0.10",
+        control_plane_address="172.16.0.10",
+        init=True,
+        node_name="lab-control-plane",
+        extra_sans=["34.1.2.3", "lab.example.com"],
+    )
+    res = node.run(*args)
+    assert res.returncode == 0, res.stderr + node.log
+    init = next(c for c in node.calls() if c.startswith("kubeadm init "))
+    assert "--kubernetes-version v1.32.4" in init and "--skip-phases=addon/kube-proxy" in init
+    assert "--apiserver-cert-extra-sans 172.16.0.10,34.1.2.3,lab.example.com" in init
+
+
+def test_module_uses_only_flags_the_script_accepts() -> None:
+    import re
+
+    main_tf = (REPO / "terraform" / "gcp" / "main.tf").read_text()
+    block = main_tf[main_tf.index("bootstrap_args = {") : main_tf.index("ssh_keys =")]
+    module_flags = set(re.findall(r'"(--[a-z-]+)"', block))
+    script = SCRIPT.read_text()
+    parse_up = script[script.index("parse_up() {") : script.index("fingerprint() {")]
+    script_flags = set(re.findall(r"^\s+(--[a-z-]+)\)", parse_up, flags=re.M))
+    assert module_flags, "no flags found in main.tf's bootstrap_args"
+    assert module_flags <= script_flags, module_flags - script_flags
+    # and the ones the first control plane needs are really there
+    assert {"--init", "--extra-san", "--kube-proxy-replacement", "--node-name"} <= module_flags
+
+
+def test_containerd_2_config_is_handled(node: Node) -> None:
+    res = node.run(*WORKER_UP, env={"FAKE_CONTAINERD": "2"})
+    assert res.returncode == 0, res.stderr + node.log
+    conf = node.file("/etc/containerd/config.toml")
+    assert "SystemdCgroup = true" in conf and "sandbox = 'registry.k8s.io/pause:3.10'" in conf
+    assert conf.startswith("# managed by cilium-labs")
+
+
+def test_containerd_config_without_the_cgroup_line_fails_loudly(node: Node) -> None:
+    res = node.run(*WORKER_UP, env={"FAKE_CONTAINERD": "unknown"})
+    assert res.returncode == 1
+    assert "cannot set the cgroup driver" in node.log
+    assert not (node.root / "etc/containerd/config.toml").exists()
+    assert "systemctl restart containerd" not in node.calls()

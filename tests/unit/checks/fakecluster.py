@@ -305,12 +305,34 @@ class FakeCluster:
         if args[:3] == ["bpf", "ipcache", "list"]:
             return self._json(self._ipcache(node))
         if args[:2] == ["service", "list"]:
-            return self._json(self._service_list(node))
+            entries = self._service_list(node)
+            return self._json(entries) if "json" in args else PodExec(self._service_text(entries), "", 0)
         return PodExec("", f"Error: unknown command {args[0]!r} for {prog!r}\n", 1, "exit 1")
 
     @staticmethod
     def _json(data: Any) -> PodExec:
         return PodExec(json.dumps(data, indent=2) + "\n", "", 0)
+
+    def _service_text(self, entries: list[dict[str, Any]]) -> str:
+        """``service list`` as the agent's tabwriter prints it: padded columns, every row ending in spaces."""
+        new_lb = self.vtuple >= (1, 18, 0)
+
+        def addr(a: dict[str, Any], proto: str) -> str:
+            host = f"[{a['ip']}]" if ":" in a["ip"] else a["ip"]
+            return f"{host}:{a['port']}" + (f"/{proto}" if new_lb else "")
+
+        rows = [["ID", "Frontend", "Service Type", "Backend"]]
+        for e in entries:
+            r = e["status"]["realized"]
+            proto = r["frontend-address"]["protocol"]
+            bes = [
+                f"{i} => {addr(b, proto)}" + (f" ({b['state']})" if self.vtuple >= (1, 12, 0) else "")
+                for i, b in enumerate(r["backend-addresses"] or [], 1)
+            ]
+            rows.append([str(r["id"]), addr(r["frontend-address"], proto), r["flags"]["type"], bes[0] if bes else ""])
+            rows += [["", "", "", b] for b in bes[1:]]
+        widths = [max(len(row[i]) for row in rows) + 3 for i in range(4)]
+        return "".join("".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + "\n" for row in rows)
 
     def _status(self, node: str) -> dict[str, Any]:
         st: dict[str, Any] = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cilium_labs.checks.services import _parse_addr
+from cilium_labs.checks._outputs import _split
 from tests.unit.checks.fakecluster import FakeCluster, kinds, run
 
 
@@ -169,4 +169,4 @@ def test_agent_down() -> None:
     ],
 )
 def test_parse_addr(text: str, addr: tuple[str, int] | None) -> None:
-    assert _parse_addr(text) == addr
+    assert _split(text) == addr

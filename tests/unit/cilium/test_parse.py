@@ -230,6 +230,8 @@ def test_status_brief() -> None:
     assert not bad.healthy
     assert bad.to_dict()["controllers"]["failing"] == ["cilium-health-ep"]
     assert bad.problems == ('error in controller cilium-health-ep: Get "http://10.1.132.248:4240/hello": timeout',)
+    sock = parse_status("error in cilium-health: dial unix /var/run/cilium/health.sock: connect: no such file\n")
+    assert sock.format == "brief" and not sock.healthy
     kv = parse_status("error in kvstore: etcd: 0/1 connected\n")
     assert not kv.healthy and kv.problems == ("error in kvstore: etcd: 0/1 connected",)
 
@@ -917,3 +919,183 @@ def test_service_list_refusals() -> None:
         parse_service_list(load("status", "v1.1-docs-troubleshooting.txt"))
     with pytest.raises(ParseError):
         parse_service_list(load("tunnel-list", "v1.17-dev-pr34482-ipsec-dualstack.txt"))
+
+
+# -- the simulator's outputs ------------------------------------------------------------------------------------
+
+
+def _sim_view(version: tuple[int, int, int], *, broken: bool) -> Any:
+    """An agent on kind-worker of a 3-node dual-stack kind cluster, as the simulator describes it."""
+    import datetime as dt
+
+    f = pytest.importorskip("cilium_labs.sim.formats")
+    controllers = [
+        f.Controller("endpoint-gc", 12),
+        f.Controller("sync-host-ips", 40),
+        f.Controller(
+            "cilium-health-ep",
+            3,
+            failure_count=4 if broken else 0,
+            consecutive_failures=4 if broken else 0,
+            last_failure_msg='Get "http://10.244.1.12:4240/hello": context deadline exceeded' if broken else "",
+            last_failure_ago_s=3.0 if broken else None,
+        ),
+    ]
+    health = [
+        f.HealthPeer("kind-worker", ("172.18.0.3", "fc00:c111::3"), ("10.244.1.12",), local=True),
+        f.HealthPeer("kind-control-plane", ("172.18.0.2", "fc00:c111::2"), ("10.244.0.7",)),
+        f.HealthPeer("kind-worker2", ("172.18.0.4", "fc00:c111::4"), ("10.244.2.9",), endpoint_reachable=not broken),
+    ]
+    tunnels = (
+        ("10.244.0.0/24", "172.18.0.2"),
+        ("10.244.2.0/24", "172.18.0.4"),
+        ("fd00:10:244::/64", "172.18.0.2"),
+        ("fd00:10:244:2::/64", "172.18.0.4"),
+    )
+    ipcache = (
+        ("10.244.0.0/24", 2, "172.18.0.2"),
+        ("10.244.2.0/24", 2, "172.18.0.4"),
+        ("fd00:10:244:2::/64", 2, "172.18.0.4"),
+        ("10.244.1.12/32", 4, "0.0.0.0"),
+        ("172.18.0.2/32", 6, "0.0.0.0"),
+    )
+    dns = f.Frontend(
+        10,
+        "10.96.0.10",
+        53,
+        "UDP",
+        "ClusterIP",
+        "kube-dns",
+        "kube-system",
+        (
+            f.Backend("10.244.0.5", 53, "UDP", "kind-control-plane"),
+            f.Backend("10.244.2.6", 53, "UDP", "kind-worker2", "terminating" if broken else "active"),
+        ),
+    )
+    api = f.Frontend(
+        1,
+        "10.96.0.1",
+        443,
+        "TCP",
+        "ClusterIP",
+        "kubernetes",
+        "default",
+        (f.Backend("172.18.0.2", 6443, "TCP", "kind-control-plane"),),
+    )
+    v6 = f.Frontend(12, "fd00:10:96::a", 80, "TCP", "ClusterIP", "web", "default", ())
+    return f.AgentView(
+        version=version,
+        node="kind-worker",
+        node_ips=("172.18.0.3", "fc00:c111::3"),
+        k8s_version="v1.31.0",
+        routing="tunnel",
+        tunnel_protocol="geneve",
+        ipv4=True,
+        ipv6=True,
+        kpr="true",
+        pod_cidrs=("10.244.1.0/24", "fd00:10:244:1::/64"),
+        ipam_used=4,
+        router_ips=("10.244.1.1", "fd00:10:244:1::1"),
+        health_ips=("10.244.1.12",),
+        controllers=tuple(controllers),
+        health=tuple(health),
+        tunnels=tunnels,
+        ipcache=ipcache,
+        frontends=(api, dns, v6),
+        now=dt.datetime(2026, 8, 20, 12, 0, 0, tzinfo=dt.timezone.utc),
+        kpr_devices=(("eth0", ("172.18.0.3", "fc00:c111::3")),),
+    )
+
+
+SIM_VERSIONS = [(1, 14, 19), (1, 16, 19), (1, 18, 12), (1, 20, 0)]
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "faulty"])
+@pytest.mark.parametrize("version", SIM_VERSIONS, ids=lambda v: ".".join(map(str, v[:2])))
+def test_simulator_outputs_parse_back(version: tuple[int, int, int], broken: bool) -> None:
+    f = pytest.importorskip("cilium_labs.sim.formats")
+    view = _sim_view(version, broken=broken)
+    ver = ".".join(map(str, version))
+    failing = ["cilium-health-ep"] if broken else []
+
+    for text in (f.status_text(view), f.status_text(view, verbose=True), f.status_json(view)):
+        st = parse_status(text)
+        d = st.to_dict()
+        assert d["cilium"] == {"state": "Ok", "version": ver}
+        assert d["controllers"] == {"healthy": 3 - len(failing), "total": 3, "failing": failing}
+        assert d["healthy"] is not broken, d["problems"]
+        if version >= (1, 16, 0):
+            assert d["routing"] == {"mode": "tunnel", "protocol": "geneve"}
+        else:
+            assert d["routing"] is None
+        if st.format == "text":
+            assert d["cluster_health"] == {"reachable": 2 if broken else 3, "total": 3}
+            assert st.warnings == ()
+    brief = parse_status(f.status_brief(view))
+    assert brief.healthy is not broken
+
+    for htext in (f.health_json(view), f.health_text(view, verbose=True), f.health_text(view)):
+        hs = parse_health(htext)
+        assert (hs.reachable, hs.total) == ((2, 3) if broken else (3, 3)), htext
+        unhealthy = [n.name for n in hs.nodes if not n.reachable]
+        assert unhealthy == (["kind-worker2"] if broken else [])
+
+    if version < (1, 18, 0):
+        want = {
+            "10.244.0.0": "172.18.0.2",
+            "10.244.2.0": "172.18.0.4",
+            "fd00:10:244::": "172.18.0.2",
+            "fd00:10:244:2::": "172.18.0.4",
+        }
+        for seed in range(3):
+            assert parse_tunnel_list(f.tunnel_text(view, seed)).endpoints() == want
+        assert parse_tunnel_list(f.tunnel_json(view)).endpoints() == want
+
+    stdout, _ = f.ipcache_text(view, 1)
+    for ic in (parse_ipcache(stdout), parse_ipcache(f.ipcache_json(view))):
+        assert ic.endpoints() == {
+            "10.244.0.0/24": "172.18.0.2",
+            "10.244.2.0/24": "172.18.0.4",
+            "fd00:10:244:2::/64": "172.18.0.4",
+        }
+        assert len(ic.entries) == 5
+
+    for table in (parse_service_list(f.service_text(view)), parse_service_list(f.service_json(view))):
+        by = {s.frontend: s for s in table.services}
+        assert set(by) == {"10.96.0.1:443", "10.96.0.10:53", "[fd00:10:96::a]:80"}
+        assert [b.address for b in by["10.96.0.10:53"].backends] == ["10.244.0.5:53", "10.244.2.6:53"]
+        assert by["[fd00:10:96::a]:80"].backends == ()
+        assert by["10.96.0.1:443"].id == 1 and by["10.96.0.1:443"].type == "ClusterIP"
+        if table.format == "text" and version >= (1, 18, 0) or table.format == "json" and version >= (1, 15, 0):
+            assert by["10.96.0.10:53"].protocol == "UDP"
+        states = [b.state for b in by["10.96.0.10:53"].backends]
+        assert states == ["active", "terminating" if broken else "active"]
+
+
+def test_status_json_hubble_and_auth_states_count() -> None:
+    hub = parse_status(json.dumps(_status_json(hubble={"state": "Warning", "msg": "Server not initialized"})))
+    assert hub.problems == ("hubble: Warning: Server not initialized",)
+    auth = parse_status(json.dumps(_status_json(**{"auth-certificate-provider": {"state": "Failure", "msg": "x"}})))
+    assert auth.problems == ("auth-certificate-provider: Failure: x",) and not auth.healthy
+    disabled = parse_status(json.dumps(_status_json(**{"auth-certificate-provider": {"state": "Disabled"}})))
+    assert disabled.healthy
+
+
+def test_health_text_1_18_summary_with_more_marker() -> None:
+    # the 1.18 layout of pkg/health/client FormatHealthStatusResponse (no --verbose): nodes with problems only
+    text = (
+        "Cluster health:   3/5 reachable   (2025-09-01T10:00:00Z)   (Probe interval: 1m29.367s)\n"
+        "Name             IP                       Node          Endpoints\n"
+        "  kind-worker3   172.18.0.5,fc00:c111::5   0/2           0/1\n"
+        "  kind-worker4   172.18.0.6                1/1           0/1 (1 unknown)\n"
+        "  ...\n"
+    )
+    hs = parse_health(text)
+    assert (hs.reachable, hs.total) == (3, 5) and hs.probe_time == "2025-09-01T10:00:00Z"
+    assert [(n.name, n.reachable) for n in hs.nodes] == [("kind-worker3", False), ("kind-worker4", True)]
+    assert hs.nodes[0].host is not None and hs.nodes[0].host.address == "172.18.0.5"
+    assert any("only some" in w for w in hs.warnings)
+    st = parse_status("Cilium:   Ok   1.18.1 (v1.18.1-e8a7070f)\nController Status:   1/1 healthy\n" + text)
+    assert st.cluster_health is not None and st.to_dict()["cluster_health"] == {"reachable": 3, "total": 5}
+    assert [r.name for r in st.cluster_health.nodes] == ["kind-worker3", "kind-worker4"]
+    assert [r.node_reachable for r in st.cluster_health.nodes] == [False, True]

@@ -1,0 +1,287 @@
+"""The ``sim`` backend: the lab is a simulated cluster served by a background ``cilium-labs sim serve``.
+
+``up`` starts the server (no Docker, no root, about a second), ``install_cilium`` installs through the server's
+admin API as the real chart would, ``down`` stops it. The server's pid and URL live in the lab state, so
+``cilium-labs down`` from another shell finds it. Faults from ``sim.faults`` in the spec are applied once the
+agents are up, so an ``agent-down`` fault looks like an agent that crashed after the rollout (a rollout that
+never completes would only ever show up as an install timeout).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import _run
+from ..errors import BackendError, CiliumLabsError, UsageError
+from ..spec import LabSpec, dumps
+from .base import Backend, Node, Plan, Progress, _silent
+
+KUBECONFIG_FILE = "kubeconfig"
+SERVER_STATE_FILE = "sim-server.json"
+SERVER_LOG_FILE = "sim-server.log"
+SPEC_FILE = "sim-spec.yaml"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+class SimBackend(Backend):
+    """A simulated cluster on 127.0.0.1; Cilium is installed by the simulator (``CiliumInstaller``)."""
+
+    name = "sim"
+    tools = ()
+
+    def __init__(self, spec: LabSpec, state_dir: Path, *, progress: Progress = _silent) -> None:
+        super().__init__(spec, state_dir, progress=progress)
+        self._pid: int | None = None
+        self._url: str | None = None
+
+    # -- paths and state ---------------------------------------------------------------------------------------
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / KUBECONFIG_FILE
+
+    @property
+    def server_state_path(self) -> Path:
+        return self.state_dir / SERVER_STATE_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / SERVER_LOG_FILE
+
+    def state(self) -> dict[str, Any]:
+        return {"pid": self._pid, "url": self._url, "kubeconfig": str(self.kubeconfig_path)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        pid = state.get("pid")
+        self._pid = int(pid) if pid else None
+        self._url = state.get("url") or None
+
+    def _load_server_state(self) -> None:
+        if self._pid is not None and self._url:
+            return
+        try:
+            data = json.loads(self.server_state_path.read_text())
+        except (OSError, ValueError):
+            return
+        self._pid = int(data.get("pid") or 0) or None
+        self._url = data.get("url") or None
+
+    def serve_argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "cilium_labs.sim", "serve",
+            "--spec", str(self.state_dir / SPEC_FILE),
+            "--kubeconfig-out", str(self.kubeconfig_path),
+            "--state-out", str(self.server_state_path),
+            "--exec-latency", f"{self.spec.sim.exec_latency_ms:g}",
+            "--no-cilium",
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        return Plan(
+            backend=self.name,
+            files={str(self.state_dir / SPEC_FILE): dumps(self.spec)},
+            commands=[self.serve_argv()],
+            notes=[
+                f"a simulated cluster of {self.spec.node_count} nodes served on 127.0.0.1 (no Docker, no root)",
+                "Cilium is installed by the simulator from the real chart when ../shared/charts has it",
+                *(["faults applied after the rollout: " + ", ".join(self.spec.sim.faults)]
+                  if self.spec.sim.faults else []),
+            ],
+        )
+
+    def preflight(self) -> list[str]:
+        if self.spec.sim.datapath != "api":
+            return [f"sim.datapath={self.spec.sim.datapath} is served by the netns datapath, not this backend"]
+        return []
+
+    def up(self, *, keep_on_failure: bool = False) -> None:
+        self._load_server_state()
+        if self._pid is not None and _run.pid_alive(self._pid) and self._answers():
+            self.progress(f"simulated cluster already running (pid {self._pid}, {self._url})")
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / SPEC_FILE).write_text(dumps(self.spec))
+        self.server_state_path.unlink(missing_ok=True)
+        self.kubeconfig_path.unlink(missing_ok=True)
+        self.progress(f"starting the simulated cluster ({self.spec.node_count} nodes)")
+        self._pid = _run.spawn(self.serve_argv(), self.log_path)
+        try:
+            self._wait_started()
+        except CiliumLabsError:
+            if not keep_on_failure:
+                self._terminate()
+            raise
+        self.progress(f"simulated API server at {self._url} (pid {self._pid})")
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._pid is None or not _run.pid_alive(self._pid):
+                raise BackendError(f"the simulator exited while starting: {self._log_tail()}",
+                                   fix=f"see {self.log_path}")
+            if self.server_state_path.exists() and self.kubeconfig_path.exists():
+                data = json.loads(self.server_state_path.read_text())
+                self._url = data["url"]
+                if self._answers():
+                    return
+            time.sleep(0.05)
+        raise BackendError(f"the simulator did not answer within {START_TIMEOUT_S:g}s: {self._log_tail()}",
+                           fix=f"see {self.log_path}")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(text[-lines:]) or "empty log"
+
+    def down(self) -> None:
+        self._load_server_state()
+        self._terminate()
+        for path in (self.server_state_path, self.kubeconfig_path):
+            path.unlink(missing_ok=True)
+
+    def _terminate(self) -> None:
+        pid = self._pid
+        if pid is None or not _run.pid_alive(pid):
+            self._pid = None
+            return
+        if not self._is_simulator(pid):
+            raise BackendError(f"pid {pid} is not a cilium-labs simulator any more; not signalling it",
+                               fix=f"remove {self.server_state_path} if the simulator is gone")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _run.pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _run.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self._pid = None
+
+    @staticmethod
+    def _is_simulator(pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return True  # no /proc: trust the recorded pid
+        return b"cilium_labs.sim" in cmdline or any(b"cilium-labs" in part for part in cmdline)
+
+    def is_up(self) -> bool:
+        self._load_server_state()
+        return self._pid is not None and _run.pid_alive(self._pid) and self._answers()
+
+    # -- the API ----------------------------------------------------------------------------------------------
+    def _credentials(self) -> tuple[str, ssl.SSLContext, str]:
+        try:
+            doc = yaml.safe_load(self.kubeconfig_path.read_text())
+            cluster = doc["clusters"][0]["cluster"]
+            token = doc["users"][0]["user"]["token"]
+        except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError) as exc:
+            raise BackendError(f"the simulator's kubeconfig {self.kubeconfig_path} is unreadable: {exc}",
+                               fix="run `cilium-labs up` again") from exc
+        ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        return str(cluster["server"]), ctx, str(token)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float = 60.0) -> Any:
+        server, ctx, token = self._credentials()
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(server + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("message", exc.reason)
+            except ValueError:
+                message = exc.reason
+            if exc.code == 400:
+                raise UsageError(f"the simulator refused {path}: {message}") from exc
+            raise BackendError(f"the simulator answered {exc.code} to {method} {path}: {message}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise BackendError(f"the simulator at {server} is unreachable: {exc}",
+                               fix="`cilium-labs up` starts it again") from exc
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self._request("GET", "/version", timeout=5.0).get("gitVersion"))
+        except CiliumLabsError:
+            return False
+
+    def sim_state(self) -> dict[str, Any]:
+        """The simulator's own view: nodes, Cilium config source, faults."""
+        return dict(self._request("GET", "/sim/v1/state"))
+
+    def nodes(self) -> list[Node]:
+        return [Node(n["name"], "control-plane" if n["role"] == "control-plane" else "worker",
+                     tuple(n["internalIPs"])) for n in self.sim_state()["nodes"]]
+
+    def kubeconfig(self) -> Path:
+        if not self.kubeconfig_path.exists():
+            raise BackendError(f"no kubeconfig at {self.kubeconfig_path}: the simulated cluster is not up",
+                               fix="run `cilium-labs up`")
+        return self.kubeconfig_path
+
+    def api_server_endpoint(self) -> tuple[str, int] | None:
+        """The control plane as nodes would reach it (``kubernetes`` EndpointSlice), as on kind."""
+        names = self.spec.node_names()
+        from ..sim.model import NODE_NET4, NODE_NET6
+
+        index = next((i for i, (_, role) in enumerate(names) if role == "control-plane"), 0)
+        net = NODE_NET4 if 4 in self.spec.families else NODE_NET6
+        return str(net.network_address + 2 + index), 6443
+
+    # -- Cilium and faults --------------------------------------------------------------------------------------
+    def install_cilium(self, values: dict[str, Any], version: str) -> None:
+        """Install through the simulator (it renders the real chart), wait for the agents, then apply the
+        spec's faults."""
+        state = self._request("POST", "/sim/v1/install", {"values": values, "version": version}, timeout=120.0)
+        cilium = state.get("cilium") or {}
+        self.progress(f"simulated Cilium {cilium.get('version')} from {cilium.get('source')}: "
+                      f"routing {cilium.get('routing')} {cilium.get('tunnelProtocol') or ''}".rstrip())
+        deadline = time.monotonic() + max(30.0, self.spec.sim.exec_latency_ms / 100)
+        while not all(n["agentReady"] for n in state["nodes"]):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+            state = self.sim_state()
+        if self.spec.sim.faults:
+            self.set_faults(self.spec.sim.faults)
+
+    def uninstall_cilium(self) -> None:
+        self._request("POST", "/sim/v1/uninstall", {})
+
+    def set_faults(self, faults: list[str] | tuple[str, ...], *, replace: bool = False) -> list[str]:
+        got = self._request("POST", "/sim/v1/faults", {"faults": list(faults), "replace": replace})
+        applied = list(got.get("faults") or [])
+        if applied:
+            self.progress("simulated faults: " + ", ".join(applied))
+        return applied
+
+    def dump_logs(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        if self.log_path.exists():
+            out = dest / SERVER_LOG_FILE
+            out.write_bytes(self.log_path.read_bytes())
+            written.append(out)
+        try:
+            state = self.sim_state()
+        except CiliumLabsError:
+            return written
+        out = dest / "sim-state.json"
+        out.write_text(json.dumps(state, indent=2) + "\n")
+        written.append(out)
+        return written

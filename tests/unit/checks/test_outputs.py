@@ -1,0 +1,106 @@
+"""The fast paths of ``checks._outputs`` give exactly what the tolerant parser gives, or defer to it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cilium_labs.checks import _outputs
+from cilium_labs.cilium import parse
+from cilium_labs.errors import ParseError
+from tests.unit.checks.fakecluster import FakeCluster
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "outputs" / "service-list"
+
+
+def _fake_text(version: str, dual: bool) -> str:
+    fake = FakeCluster(version=version, dual=dual)
+    w1, w2 = fake.node_names[1], fake.node_names[2]
+    eps = [("10.244.1.20", w1, True, False), ("10.244.2.30", w2, False, True)]
+    if dual:
+        eps.append(("fd00:10:244:1::20", w1, True, False))
+    fake.add_service("default", "echo", type="NodePort", ports=[("http", 80, 8080, "TCP", 30080)], endpoints=eps)
+    cli = "cilium" if version < "1.15" else "cilium-dbg"
+    return fake._answer(fake.node_names[0], [cli, "service", "list"]).stdout
+
+
+@pytest.mark.parametrize("dual", [False, True])
+@pytest.mark.parametrize("version", ["1.12.19", "1.14.5", "1.16.3", "1.18.2", "1.20.0"])
+def test_fast_path_equals_the_parser(version: str, dual: bool) -> None:
+    text = _fake_text(version, dual)
+    fast = _outputs._services_fast(text)
+    assert fast is not None
+    assert fast == parse.parse_service_list(text).to_dict()["services"]
+    for with_proto in (False, True):
+        index = _outputs._index_fast(text, with_proto)
+        assert index is not None and index == _outputs.index_entries(fast, with_proto=with_proto)
+    assert any(b["state"] == "terminating" for s in fast for b in s["backends"])
+
+
+def _samples() -> list[Path]:
+    return sorted(SAMPLES.glob("*.txt")) if SAMPLES.is_dir() else []
+
+
+@pytest.mark.parametrize("path", _samples(), ids=lambda p: p.stem)
+def test_real_outputs_read_the_same_either_way(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    body = "\n".join(line for line in lines if not line.startswith(("$ ", "root@", "# "))) + "\n"
+    try:
+        want = parse.parse_service_list(body).to_dict()["services"]
+    except ParseError:
+        pytest.skip("not a service table once the prompt is gone")
+    assert _outputs.services(body) == want
+    assert _outputs.service_index(body, with_proto=True) == _outputs.index_entries(want, with_proto=True)
+
+
+def test_fast_path_handles_a_real_1_12_table() -> None:
+    text = (
+        "ID   Frontend          Service Type   Backend\n"
+        "4    10.96.95.246:80   ClusterIP      1 => 10.244.0.58:80 (quarantined)\n"
+        "                                      2 => 10.244.1.59:80 (active) (preferred)\n"
+        "7    [fd00::10]:443    NodePort       \n"
+    )
+    fast = _outputs._services_fast(text)
+    assert fast == parse.parse_service_list(text).to_dict()["services"]
+    assert fast is not None and fast[0]["backends"][1] == {
+        "address": "10.244.1.59:80",
+        "state": "active",
+        "preferred": True,
+    }
+    assert fast[1] == {"id": 7, "frontend": "[fd00::10]:443", "protocol": None, "type": "NodePort", "backends": []}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "$ cilium service list\nID   Frontend   Service Type   Backend\n",  # a prompt: not our own exec's output
+        "ID   Frontend   Backend\n1    10.96.0.1:443   1 => 172.18.0.2:6443\n",  # 1.0-1.6 layout
+        "ID   Frontend   Service Type   Backend\n1    10.96.0.1:443   ClusterIP   1 => 172.18.0.2:64",  # cut off
+        "ID   Frontend   Service Type   Backend\n1  10.96.0.1:443  ClusterIP (Remote)  1 => 10.1.0.2:80 (active)\n",
+        "ID   Frontend   Service Type   Backend\n1  10.96.0.1:443  ClusterIP  1 => 10.1.0.2:80 (active) (W: 3)\n",
+    ],
+)
+def test_anything_unusual_goes_to_the_parser(text: str) -> None:
+    assert _outputs._services_fast(text) is None
+    assert _outputs._index_fast(text, True) is None
+
+
+def test_compact_keeps_invalid_json_for_the_parser_to_name() -> None:
+    assert _outputs._compact('{"a": [1,\n 2]}\n') == '{"a":[1,2]}'
+    assert _outputs._compact('{"cut": ') == '{"cut": '
+    assert _outputs._compact("KVStore: Ok\n") == "KVStore: Ok\n"
+
+
+def test_json_outputs_parse_the_same_compacted() -> None:
+    fake = FakeCluster(version="1.18.2", dual=True)
+    node = fake.node_names[1]
+    health = json.dumps(fake._health(node), indent=2)
+    assert _outputs.health(health) == parse.parse_health(health).to_dict()
+    status = json.dumps(fake._status(node), indent=2)
+    assert _outputs.status(status) == parse.parse_status(status).to_dict()
+    ipc = json.dumps(fake._ipcache(node), indent=2)
+    assert _outputs.ipcache_entries(ipc) == parse.parse_ipcache(ipc).to_dict()["entries"]
+    with pytest.raises(ParseError):
+        _outputs.status("<html>502 Bad Gateway</html>")
