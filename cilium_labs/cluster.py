@@ -76,14 +76,21 @@ class Cluster:
         return str(((chosen or {}).get("context") or {}).get("cluster") or self.server)
 
     # -- reads ---------------------------------------------------------------------------------------------
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Any, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """Call the API; errors become ``ClusterError`` (with ``status``), a 404 becomes None if ``missing_ok``."""
         kwargs.setdefault("_request_timeout", self.request_timeout)
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
-            raise ClusterError(f"{what}: API answered {exc.status} {exc.reason}") from exc
-        except Exception as exc:  # urllib3 connection errors, TLS errors, timeouts
-            raise ClusterError(f"{what}: {self.server} unreachable ({type(exc).__name__}: {exc})") from exc
+            if missing_ok and exc.status == 404:
+                return None
+            err = ClusterError(f"{what}: API answered {exc.status} {exc.reason}")
+            err.status = exc.status  # type: ignore[attr-defined]
+            raise err from exc
+        except Exception as exc:  # urllib3 connection errors, TLS errors, timeouts, undecodable objects
+            err = ClusterError(f"{what}: {self.server} failed ({type(exc).__name__}: {exc})")
+            err.status = 0  # type: ignore[attr-defined]
+            raise err from exc
 
     def ping(self) -> str:
         """The server's Kubernetes version (``v1.33.1``); raises ``ClusterError`` if unreachable."""
@@ -111,41 +118,30 @@ class Cluster:
         return list(self._call("list endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces).items)
 
     def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            cm = self.core.read_namespaced_config_map(name, namespace, _request_timeout=self.request_timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise ClusterError(f"read configmap {namespace}/{name}: API answered {exc.status}") from exc
-        return dict(cm.data or {})
+        cm = self._call(
+            f"read configmap {namespace}/{name}", self.core.read_namespaced_config_map, name, namespace, missing_ok=True
+        )
+        return None if cm is None else dict(cm.data or {})
 
     def cilium_nodes(self) -> list[dict[str, Any]]:
         """CiliumNode objects as plain dicts; empty when the CRD is not installed."""
-        try:
-            got = self.custom.list_cluster_custom_object(
-                "cilium.io", "v2", "ciliumnodes", _request_timeout=self.request_timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return []
-            raise ClusterError(f"list ciliumnodes: API answered {exc.status}") from exc
+        got = self._call(
+            "list ciliumnodes", self.custom.list_cluster_custom_object, "cilium.io", "v2", "ciliumnodes",
+            missing_ok=True,
+        )
         return list(got.get("items", [])) if isinstance(got, dict) else []
 
     def daemon_set(self, namespace: str, name: str) -> client.V1DaemonSet | None:
-        try:
-            return self.apps.read_namespaced_daemon_set(name, namespace, _request_timeout=self.request_timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise ClusterError(f"read daemonset {namespace}/{name}: API answered {exc.status}") from exc
+        return self._call(
+            f"read daemonset {namespace}/{name}", self.apps.read_namespaced_daemon_set, name, namespace,
+            missing_ok=True,
+        )
 
     def deployment(self, namespace: str, name: str) -> client.V1Deployment | None:
-        try:
-            return self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.request_timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise ClusterError(f"read deployment {namespace}/{name}: API answered {exc.status}") from exc
+        return self._call(
+            f"read deployment {namespace}/{name}", self.apps.read_namespaced_deployment, name, namespace,
+            missing_ok=True,
+        )
 
     def events(self, namespace: str, field_selector: str = "") -> list[client.CoreV1Event]:
         """Events in ``namespace`` (``involvedObject.name=POD`` narrows to one object), oldest first."""

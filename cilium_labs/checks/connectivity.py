@@ -71,7 +71,7 @@ class ProbeResult:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(self).items()}
 
     def finding(self) -> Finding:
         where = f"{self.src_node} -> {self.dst_node}" if self.dst_node else f"{self.src_node} -> {self.dst}"

@@ -65,7 +65,7 @@ class PairView:
     outer: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(self).items()}
 
 
 class EncapsulationCheck:

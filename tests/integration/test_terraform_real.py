@@ -298,3 +298,31 @@ def test_ctrl_c_with_keep_leaves_a_state_terraform_can_destroy(tmp_path: Path) -
     assert "terraform_data.network" in left and 'terraform_data.control_plane["lab-control-plane"]' in left
     backend.down()
     assert not backend.workdir.exists()
+
+
+def test_second_ctrl_c_during_the_cleanup_says_what_is_left(tmp_path: Path) -> None:
+    presses: list[str] = []
+
+    def progress(line: str) -> None:
+        # Ctrl-C while a worker is created, and again as soon as the cleanup destroy starts.
+        first = not presses and 'terraform_data.worker["lab-worker"]: Creating...' in line
+        second = len(presses) == 1 and "terraform_data.network: Destroying..." in line
+        if first or second:
+            presses.append(line)
+            raise KeyboardInterrupt
+
+    backend = _backend(tmp_path, progress=progress, standin_worker_delay_s=30, standin_destroy_delay_s=30)
+    with pytest.raises(BackendError) as err:
+        backend.up()
+    assert len(presses) == 2
+    message = str(err.value)
+    assert "interrupted" in message and "Still in project my-project-123" in message
+    left = backend.terraform().state_list()
+    assert left == ["terraform_data.network"], "the second interrupt stopped the destroy at the network"
+    assert "terraform_data.network" in message
+    backend.extra_tfvars = {}  # the user lets the next destroy run to the end
+    vars_file = backend.workdir / "terraform.tfvars.json"
+    vars_file.write_text(json.dumps({**json.loads(vars_file.read_text()), "standin_destroy_delay_s": 0}))
+    backend.terraform().apply()
+    backend.down()
+    assert not backend.workdir.exists()

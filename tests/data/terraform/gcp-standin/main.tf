@@ -25,12 +25,13 @@ resource "terraform_data" "network" {
     mtu    = var.network_mtu
     admins = var.admin_source_ranges
     # Read back by the destroy-time provisioner: `self` is all a destroy provisioner may see.
-    fail_destroy = var.standin_fail_destroy
+    fail_destroy    = var.standin_fail_destroy
+    destroy_delay_s = var.standin_destroy_delay_s
   }
 
   provisioner "local-exec" {
     when    = destroy
-    command = self.input.fail_destroy ? "echo 'standin: injected destroy failure' >&2; exit 1" : "true"
+    command = self.input.fail_destroy ? "echo 'standin: injected destroy failure' >&2; exit 1" : "sleep ${self.input.destroy_delay_s}"
   }
 
   lifecycle {

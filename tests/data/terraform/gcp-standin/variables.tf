@@ -209,3 +209,9 @@ variable "standin_worker_delay_s" {
   type        = number
   default     = 0
 }
+
+variable "standin_destroy_delay_s" {
+  description = "Seconds destroying the network takes, to interrupt a destroy half-way."
+  type        = number
+  default     = 0
+}
