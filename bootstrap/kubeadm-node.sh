@@ -234,22 +234,34 @@ step_swap() {
   fi
 }
 
+apply_file() {
+  # apply_file PATH CONTENT COMMAND...: write PATH and run COMMAND when PATH lacks CONTENT; if COMMAND fails the
+  # file is removed again, so a re-run retries instead of believing the step was done.
+  local path="$1" content="$2"
+  shift 2
+  write_if_changed "$path" "$content" || return 0
+  "$@" || { rm -f "$path"; return 1; }
+}
+
+load_modules() {
+  log "loading kernel modules overlay, br_netfilter"
+  modprobe overlay && modprobe br_netfilter
+}
+
+apply_sysctls() {
+  log "applying sysctls"
+  sysctl --system >/dev/null
+}
+
 step_kernel() {
-  if write_if_changed "$ROOT/etc/modules-load.d/cilium-labs.conf" $'overlay\nbr_netfilter'; then
-    log "loading kernel modules overlay, br_netfilter"
-    modprobe overlay
-    modprobe br_netfilter
-  fi
+  apply_file "$ROOT/etc/modules-load.d/cilium-labs.conf" $'overlay\nbr_netfilter' load_modules
   local sysctls
   sysctls=$'net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\nnet.ipv4.ip_forward = 1'
   # IPv6 forwarding turns off router advertisements on the host's links: only when pods get IPv6.
   if [[ "$POD_CIDRS" == *:* ]]; then
     sysctls+=$'\nnet.ipv6.conf.all.forwarding = 1'
   fi
-  if write_if_changed "$ROOT/etc/sysctl.d/90-cilium-labs.conf" "$sysctls"; then
-    log "applying sysctls"
-    sysctl --system >/dev/null
-  fi
+  apply_file "$ROOT/etc/sysctl.d/90-cilium-labs.conf" "$sysctls" apply_sysctls
 }
 
 step_bpffs() {

@@ -35,7 +35,7 @@ from .state import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one error = one line, whatever the width
 out_console = Console(highlight=False)
 
 

@@ -31,6 +31,10 @@ class ExistingBackend(Backend):
     def _cluster(self) -> Cluster:
         return Cluster(self._kubeconfig_path(), self.spec.existing.context)
 
+    def preflight(self) -> list[str]:
+        self._kubeconfig_path()
+        return []
+
     def up(self, *, keep_on_failure: bool = False) -> None:
         try:
             version = self._cluster().ping()

@@ -334,7 +334,7 @@ class VagrantBackend(Backend):
     def fetch_kubeconfig(self) -> Path:
         """Copy admin.conf from the first control plane, pointing it at the control plane's private address."""
         cp, _ = self.spec.node_names()[0]
-        res = self._exec(cp, ["sudo", "cat", "/etc/kubernetes/admin.conf"], timeout=60)
+        res = self._exec(cp, ["sudo", "-n", "cat", "/etc/kubernetes/admin.conf"], timeout=60)
         if res.returncode != 0:
             raise BackendError(
                 f"cannot read /etc/kubernetes/admin.conf on {cp}: {_tail(res.stderr)}",
@@ -404,7 +404,7 @@ class VagrantBackend(Backend):
         """tcpdump on the node's private-network interface for ``seconds``; the pcap comes back base64-encoded
         over SSH because command output is text."""
         ip = dict((n, a) for n, _, a in node_addresses(self.spec))[self._node_name(node)]
-        argv = ["sudo", "sh", "-c", _CAPTURE_SCRIPT, "capture", ip, f"{seconds:g}", bpf_filter]
+        argv = ["sudo", "-n", "sh", "-c", _CAPTURE_SCRIPT, "capture", ip, f"{seconds:g}", bpf_filter]
         res = self._exec(node, argv, timeout=seconds + 60)
         if res.returncode == 127:
             raise CapabilityMissing(f"tcpdump is not installed on {node}", fix="apt-get install tcpdump in the VM")
@@ -437,8 +437,8 @@ class VagrantBackend(Backend):
         )
         written.append(dest / "vagrant-status.txt")
         commands = {
-            "bootstrap.log": ["sudo", "cat", BOOTSTRAP_LOG],
-            "kubelet.log": ["sudo", "journalctl", "-u", "kubelet", "--no-pager", "-n", "5000"],
+            "bootstrap.log": ["sudo", "-n", "cat", BOOTSTRAP_LOG],
+            "kubelet.log": ["sudo", "-n", "journalctl", "-u", "kubelet", "--no-pager", "-n", "5000"],
         }
         for name, _role in self.spec.node_names():
             if not (states.get(name) and states[name].running):
@@ -565,7 +565,7 @@ class VagrantBackend(Backend):
                         *kubeadm.join_argv(control_plane=bool(flag), script=BOOTSTRAP_IN_VM),
                     ]
                 )
-            commands.append(["ssh", cp, "sudo", "cat", "/etc/kubernetes/admin.conf"])
+            commands.append(["ssh", cp, "sudo", "-n", "cat", "/etc/kubernetes/admin.conf"])
             notes.append("the join command goes from the control plane to each node on SSH stdin, never on argv")
             notes.append(
                 f"kubeconfig: {self.kubeconfig_path} (0600), server https://{doc['nodes'][0]['ip']}:{API_PORT}"
@@ -577,7 +577,7 @@ class VagrantBackend(Backend):
             files={str(self.lab_file): json.dumps(doc, indent=2) + "\n"},
             commands=commands,
             notes=notes,
-            extra={"nodes": [{"name": n["name"], "role": n["role"], "ip": n["ip"]} for n in doc["nodes"]], "env": env},
+            extra={"nodes": [{"name": n["name"], "role": n["role"], "ip": n["ip"]} for n in doc["nodes"]]},
         )
 
     def state(self) -> dict[str, Any]:

@@ -59,8 +59,29 @@ def tunnel_entries(text: str) -> list[dict[str, Any]]:
 
 
 def ipcache_entries(text: str) -> list[dict[str, Any]]:
-    """``bpf ipcache list -o json`` (1.18+) -> the tunnelled entries, in the tunnel map's shape."""
-    return list(parse.parse_ipcache(_compact(text)).to_dict()["entries"])
+    """``bpf ipcache list -o json`` (1.18+) -> the tunnelled entries, in the tunnel map's shape.
+
+    The JSON is a map whose entries stand alone, and every agent lists the same remote pod CIDRs and pods, so
+    each distinct entry is parsed once (cached) and a map is read as the sum of its entries.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()
+    ):
+        return list(parse.parse_ipcache(_compact(text)).to_dict()["entries"])
+    out: list[dict[str, Any]] = []
+    for key, values in data.items():
+        for value in values:
+            out += _ipcache_entry(key, value)
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _ipcache_entry(key: str, value: str) -> tuple[dict[str, Any], ...]:
+    return tuple(parse.parse_ipcache(json.dumps({key: [value]})).to_dict()["entries"])
 
 
 Addr = tuple[str, int]

@@ -8,6 +8,7 @@ a ``tunnelendpoint``. This is the recipe's ``cilium bpf tunnel list`` loop, comp
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -51,7 +52,7 @@ class TunnelsCheck:
         agents = ctx.agents.by_node()
         ctx.progress(f"tunnels: `{' '.join(args)}` on {len(agents)} agents")
         results = ctx.agents.run_all(args)
-        nodes = ctx.node_infos()
+        topo = Topology(ctx.node_infos())
         views: dict[str, dict[str, bool]] = {}
         for node in sorted(results):
             res = results[node]
@@ -61,11 +62,50 @@ class TunnelsCheck:
             if isinstance(got, Finding):
                 findings.append(got)
                 continue
-            node_findings, view = compare(node, nodes, got, ipcache="ipcache" in res.argv)
+            node_findings, view = compare(node, topo, got)
             findings += node_findings
             views[node] = view
         findings += asymmetry(views)
         return findings
+
+
+class Topology:
+    """Every node's pod CIDRs and addresses, indexed once per run (agents x entries lookups must be O(1))."""
+
+    def __init__(self, nodes: dict[str, NodeInfo]) -> None:
+        self.nodes = nodes
+        self.nets: list[tuple[IPNetwork, NodeInfo]] = [
+            (ipaddress.ip_network(cidr), info) for info in nodes.values() for cidr in info.pod_cidrs
+        ]
+        self.by_net = {net: info for net, info in self.nets}
+        self.by_address = {net.network_address: (net, info) for net, info in self.nets}
+        self.prefixlens = {v: sorted({n.prefixlen for n, _ in self.nets if n.version == v}) for v in (4, 6)}
+        self.node_ips = {ip: info for info in nodes.values() for ip in map(_canon, info.internal_ips)}
+        self.ips_of = {info.name: set(map(_canon, info.internal_ips)) for info in nodes.values()}
+        self._owners: dict[_Entry, tuple[IPNetwork, NodeInfo] | None] = {}
+
+    def owner(self, e: _Entry) -> tuple[IPNetwork, NodeInfo] | None:
+        """The node pod CIDR this entry is for: the exact CIDR, or the one containing a narrower prefix."""
+        try:
+            return self._owners[e]
+        except KeyError:
+            found = self._owners[e] = self._owner(e)
+            return found
+
+    def _owner(self, e: _Entry) -> tuple[IPNetwork, NodeInfo] | None:
+        if e.prefix is None:
+            hit = self.by_address.get(e.address)
+            if hit is not None:
+                return hit
+        elif e.prefix in self.by_net:
+            return e.prefix, self.by_net[e.prefix]
+        width = e.prefix.prefixlen if e.prefix is not None else e.address.max_prefixlen
+        for plen in self.prefixlens[e.address.version]:
+            if plen <= width:
+                net = ipaddress.ip_network((e.address, plen), strict=False)
+                if net in self.by_net:
+                    return net, self.by_net[net]
+        return None
 
 
 def _unknown_command(res: AgentResult) -> bool:
@@ -82,16 +122,20 @@ def _agent_entries(ctx: CheckContext, res: AgentResult) -> list[_Entry] | Findin
         raw = _outputs.ipcache_entries(res.stdout) if "ipcache" in res.argv else _outputs.tunnel_entries(res.stdout)
     except ParseError as exc:
         return Finding(NAME, res.node, "unparsable-output", what, "tunnel entries", exc.message)
-    return [e for e in (_entry(r) for r in raw) if e is not None]
+    entries = (_entry(str(r.get("prefix") or ""), str(r.get("endpoint") or ""), r.get("cluster_id")) for r in raw)
+    return [e for e in entries if e is not None]
 
 
-def _entry(raw: dict[str, Any]) -> _Entry | None:
-    endpoint = str(raw.get("endpoint") or "").strip()
+@functools.lru_cache(maxsize=65536)
+def _entry(prefix: str, endpoint: str, cluster_id: Any) -> _Entry | None:
+    """One tunnel entry, or None for what is not a tunnel to a node of this cluster (cached: every agent lists
+    the same remote pod CIDRs)."""
+    endpoint = endpoint.strip()
     if endpoint in _NO_ENDPOINT:
         return None  # an ipcache entry that is not tunnelled (local pods, world, host)
-    if raw.get("cluster_id") not in (None, 0, "0", ""):
+    if cluster_id not in (None, 0, "0", ""):
         return None  # another cluster of a cluster mesh
-    text = str(raw.get("prefix") or "").strip()
+    text = prefix.strip()
     try:
         if "/" in text:
             net = ipaddress.ip_network(text, strict=False)
@@ -101,6 +145,7 @@ def _entry(raw: dict[str, Any]) -> _Entry | None:
         return None
 
 
+@functools.lru_cache(maxsize=65536)
 def _canon(ip: str) -> str:
     try:
         return str(ipaddress.ip_address(ip))
@@ -108,27 +153,18 @@ def _canon(ip: str) -> str:
         return ip
 
 
-def compare(
-    node: str, nodes: dict[str, NodeInfo], entries: list[_Entry], *, ipcache: bool = False
-) -> tuple[list[Finding], dict[str, bool]]:
+def compare(node: str, topo: Topology, entries: list[_Entry]) -> tuple[list[Finding], dict[str, bool]]:
     """Findings for one agent's entries, and which peers it tunnels to correctly (for the asymmetry pass)."""
     findings: list[Finding] = []
-    nets: list[tuple[IPNetwork, NodeInfo]] = []
-    for info in nodes.values():
-        for cidr in info.pod_cidrs:
-            nets.append((ipaddress.ip_network(cidr), info))
-    node_ips = {ip: info for info in nodes.values() for ip in map(_canon, info.internal_ips)}
     exact: dict[IPNetwork, list[_Entry]] = {}
     for e in entries:
-        owner = _owner(e, nets)
+        owner = topo.owner(e)
         if owner is not None and (e.prefix == owner[0] or (e.prefix is None and e.address == owner[0].network_address)):
             exact.setdefault(owner[0], []).append(e)
             continue
         if owner is None:
-            if e.prefix is not None and e.prefix.num_addresses == 1 and node_ips.get(str(e.address)) is not None:
+            if str(e.address) in topo.node_ips and (e.prefix is None or e.prefix.num_addresses == 1):
                 continue  # a node's own address (ipcache host entries), not a pod CIDR
-            if e.prefix is None and node_ips.get(str(e.address)) is not None:
-                continue
             findings.append(
                 Finding(
                     NAME,
@@ -136,17 +172,17 @@ def compare(
                     "tunnel-stale",
                     f"tunnel {e.raw}",
                     "no entry (no node has this pod CIDR)",
-                    f"-> {e.endpoint}" + ("" if e.endpoint in node_ips else " (not a node address)"),
+                    f"-> {e.endpoint}" + ("" if e.endpoint in topo.node_ips else " (not a node address)"),
                 )
             )
             continue
         # a narrower prefix inside some node's pod CIDR (ipcache pod entries): it must point at that node
-        net, info = owner
+        _, info = owner
         if info.name == node:
             findings.append(
                 Finding(NAME, node, "tunnel-stale", f"tunnel {e.raw}", "no tunnel (local pod CIDR)", f"-> {e.endpoint}")
             )
-        elif e.endpoint not in set(map(_canon, info.internal_ips)):
+        elif e.endpoint not in topo.ips_of[info.name]:
             findings.append(
                 Finding(
                     NAME,
@@ -158,9 +194,10 @@ def compare(
                 )
             )
     view: dict[str, bool] = {}
-    for net, info in nets:
+    for net, info in topo.nets:
+        got = exact.get(net, [])
         if info.name == node:
-            if net in exact:
+            if got:
                 findings.append(
                     Finding(
                         NAME,
@@ -168,19 +205,19 @@ def compare(
                         "tunnel-stale",
                         f"tunnel {net}",
                         "no tunnel (local pod CIDR)",
-                        ", ".join(f"-> {e.endpoint}" for e in exact[net]),
+                        ", ".join(f"-> {e.endpoint}" for e in got),
                     )
                 )
             continue
-        want = set(map(_canon, info.internal_ips))
-        got = exact.get(net, [])
-        obj = f"tunnel {net} (node {info.name})"
         if not got:
+            obj = f"tunnel {net} (node {info.name})"
             findings.append(Finding(NAME, node, "tunnel-missing", obj, f"-> {info.tunnel_ip()}", "no entry"))
             view[info.name] = False
             continue
+        want = topo.ips_of[info.name]
         wrong = [e.endpoint for e in got if e.endpoint not in want]
         if wrong:
+            obj = f"tunnel {net} (node {info.name})"
             findings.append(
                 Finding(NAME, node, "tunnel-wrong-endpoint", obj, f"-> {info.tunnel_ip()}", f"-> {', '.join(wrong)}")
             )
@@ -188,23 +225,6 @@ def compare(
         else:
             view.setdefault(info.name, True)
     return findings, view
-
-
-def _owner(e: _Entry, nets: list[tuple[IPNetwork, NodeInfo]]) -> tuple[IPNetwork, NodeInfo] | None:
-    """The node pod CIDR this entry is for: the exact CIDR, or the one containing a narrower prefix."""
-    for net, info in nets:
-        if net.version != e.address.version:
-            continue
-        if e.prefix is None:
-            if e.address == net.network_address:
-                return net, info
-        elif e.prefix == net or e.prefix.subnet_of(net):  # type: ignore[arg-type]
-            return net, info
-    if e.prefix is None:
-        for net, info in nets:
-            if net.version == e.address.version and e.address in net:
-                return net, info
-    return None
 
 
 def asymmetry(views: dict[str, dict[str, bool]]) -> list[Finding]:

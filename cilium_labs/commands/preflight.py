@@ -75,4 +75,4 @@ def render(pairs: list[dict[str, Any]], console: Console) -> None:
     if rules:
         console.print("[bold]To open the blocked directions:[/]")
         for rule in rules:
-            console.print(f"  {rule}", markup=False, highlight=False)
+            console.print(f"  {rule}", markup=False, highlight=False, soft_wrap=True)  # keep it copy-pastable

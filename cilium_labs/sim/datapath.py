@@ -296,7 +296,7 @@ class NetnsDatapath:
             if router:
                 lines.append(f"route add {cidr} dev {HOST_DEV} src {router}")
         netns.ip_batch(lines, ns=ns)
-        netns.nft(ns, render(self._frontends))
+        netns.nft(ns, render(self._frontends, self._snat(node.name)))
 
     # -- tunnel routes -----------------------------------------------------------------------------------------
     def _missing_peers(self, node: str) -> set[str]:
@@ -466,9 +466,12 @@ class NetnsDatapath:
             self._frontends = list(frontends)
             if not self._installed:
                 return
-            script = render(self._frontends)
             for node in self.nodes:
-                netns.nft(self.node_ns(node), script)
+                netns.nft(self.node_ns(node), render(self._frontends, self._snat(node)))
+
+    def _snat(self, node: str) -> list[str]:
+        me = self.nodes[node]
+        return [ip for ip in (me.router_ip(4), me.router_ip(6)) if ip]
 
     # -- reading the kernel back -----------------------------------------------------------------------------
     def tunnel_map(self, node: str) -> dict[str, str]:

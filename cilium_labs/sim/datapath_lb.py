@@ -3,7 +3,8 @@
 Each node namespace gets one table ``inet cl_lb``: ClusterIP frontends are matched in prerouting (pod traffic)
 and output (host traffic), NodePorts on the node's own addresses; each frontend jumps to a chain that picks a
 backend at random (``numgen``) and DNATs to it, the way kube-proxy's nftables mode lays it out. Connections to a
-NodePort and hairpin connections (a pod reaching itself through its Service) are masqueraded so replies come back
+NodePort and hairpin connections (a pod reaching itself through its Service) are SNATed to the node's router
+address (``cilium_host``, like Cilium's own NodePort SNAT in tunnel mode) so replies come back
 the way they went. ``read_frontends`` parses ``nft -j list table`` so the simulated agents' ``service list`` shows
 what the kernel really has, not what was meant to be there.
 """
@@ -58,16 +59,26 @@ def _l3(family: int) -> str:
     return "ip" if family == 4 else "ip6"
 
 
-def render(frontends: Iterable[Frontend]) -> str:
-    """An nft script that replaces the whole table with these frontends (loaded atomically with ``nft -f``)."""
+def render(frontends: Iterable[Frontend], snat: Sequence[str] = ()) -> str:
+    """An nft script that replaces the whole table with these frontends (loaded atomically with ``nft -f``).
+
+    ``snat`` are the node's router addresses (one per family) that NodePort and hairpin traffic is SNATed to;
+    without them it is masqueraded (the kernel picks an address, which a device without one makes a guess).
+    """
+    post = [f"ct mark {MASQ_MARK:#x} masquerade"]
+    if snat:
+        post = [
+            f"ct mark {MASQ_MARK:#x} meta nfproto {'ipv6' if ':' in ip else 'ipv4'} snat {_l3(6 if ':' in ip else 4)} "
+            f"to {ip}"
+            for ip in snat
+        ]
     lines = [
         f"table {FAMILY} {TABLE}",
         f"delete table {FAMILY} {TABLE}",
         f"table {FAMILY} {TABLE} {{",
         "  chain pre { type nat hook prerouting priority dstnat; policy accept; jump services; }",
         "  chain out { type nat hook output priority -100; policy accept; jump services; }",
-        "  chain post { type nat hook postrouting priority srcnat; policy accept;"
-        f" ct mark {MASQ_MARK:#x} masquerade; }}",
+        "  chain post { type nat hook postrouting priority srcnat; policy accept; " + "; ".join(post) + "; }",
         "  chain services {",
     ]
     chains: list[str] = []
@@ -76,7 +87,7 @@ def render(frontends: Iterable[Frontend]) -> str:
         comment = json.dumps(COMMENT_PREFIX + fe.key)
         if fe.node_port:
             match = f"meta nfproto {'ipv4' if fe.family == 4 else 'ipv6'} fib daddr type local {proto} dport {fe.port}"
-            # from another host: masquerade, so the reply comes back through this node; from this host: no need
+            # from another host: SNAT, so the reply comes back through this node; from this host: no need
             jump = f"jump {fe.chain()} comment {comment}"
             lines.append(f"    {match} fib saddr type != local ct mark set {MASQ_MARK:#x} {jump}")
             lines.append(f"    {match} fib saddr type local {jump}")

@@ -219,8 +219,12 @@ def test_failure_after_apply_is_destroyed_too(tmp_path: Path, monkeypatch: pytes
         raise BackendError("bootstrap failed on lab-control-plane: line 3: apt-get update")
 
     monkeypatch.setattr(backend, "_converge", bootstrap_fails)
+    dumped: list[list[str]] = []
+    # the stand-in's addresses answer no SSH; record that logs were collected while the nodes still existed
+    monkeypatch.setattr(backend, "dump_logs", lambda dest: dumped.append(backend.terraform().state_list()) or [])
     with pytest.raises(BackendError, match="bootstrap failed"):
         backend.up()
+    assert dumped and len(dumped[0]) == 5
     assert backend.terraform().state_list() == []
 
 
@@ -322,7 +326,8 @@ def test_second_ctrl_c_during_the_cleanup_says_what_is_left(tmp_path: Path) -> N
     assert "terraform_data.network" in message
     backend.extra_tfvars = {}  # the user lets the next destroy run to the end
     vars_file = backend.workdir / "terraform.tfvars.json"
-    vars_file.write_text(json.dumps({**json.loads(vars_file.read_text()), "standin_destroy_delay_s": 0}))
+    fixed = {"standin_destroy_delay_s": 0, "standin_worker_delay_s": 0}
+    vars_file.write_text(json.dumps({**json.loads(vars_file.read_text()), **fixed}))
     backend.terraform().apply()
     backend.down()
     assert not backend.workdir.exists()

@@ -142,3 +142,74 @@ def test_agent_slower_but_within_the_timeout_passes(sim: Any) -> None:
 def test_flaky_api_is_retried_or_reported_cleanly(sim: Any) -> None:
     report = _verify(sim, ["api-flaky:0.2"])
     assert report.ok or {f.kind for f in report.findings} <= {"agent-unreachable", "api-error"}, report.findings
+
+
+def _deploy_echo(k8s: Cluster, *, service_type: str, dual: bool) -> None:
+    from kubernetes import client
+
+    labels = {"app": "echo"}
+    client.AppsV1Api(k8s.api_client).create_namespaced_deployment(
+        "default",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "echo", "labels": labels},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "echo", "image": "registry.k8s.io/echoserver:1.10"}]},
+                },
+            },
+        },
+    )
+    spec: dict[str, Any] = {
+        "type": service_type,
+        "selector": labels,
+        "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+    }
+    if dual:
+        spec.update({"ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "RequireDualStack"})
+    client.CoreV1Api(k8s.api_client).create_namespaced_service(
+        "default", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"}, "spec": spec}
+    )
+
+
+@pytest.mark.parametrize("version", ["1.16.3", "1.20.0"])
+def test_nodeport_frontends_with_kube_proxy_replacement(version: str) -> None:
+    from cilium_labs.checks import wait_for
+
+    spec = LabSpec(
+        name="lab", backend="sim", cilium_version=version, ip_family="dual", kube_proxy_replacement=True, workers=2
+    )
+    with sim_mod.running(spec, exec_latency_ms=0) as handle:
+        k8s = Cluster(handle.kubeconfig)
+        _deploy_echo(k8s, service_type="NodePort", dual=True)
+        report = wait_for(k8s, timeout_s=30, interval_s=0.3, spec=spec, names="services", concurrency=8)
+        assert report.ok, report.findings
+        handle.set_faults([f"service-missing:{W2}:default/echo"], replace=True)
+        report = run_checks(k8s, spec=spec, names="services", concurrency=8)
+        (finding,) = report.findings
+        assert (finding.node, finding.kind, finding.object) == (W2, "service-missing", "service default/echo")
+        assert "0.0.0.0:" in finding.expected and "[::]:" in finding.expected  # the NodePort, both families
+
+
+def test_native_routing_skips_tunnels_and_passes() -> None:
+    spec = LabSpec(name="lab", backend="sim", cilium_version="1.18.2", routing="native", workers=2)
+    with sim_mod.running(spec, exec_latency_ms=0) as handle:
+        report = run_checks(handle.kubeconfig, spec=spec, concurrency=8)
+    assert report.ok, report.findings
+    tunnels = report.check("tunnels")
+    assert tunnels.skipped and "does not apply" in (tunnels.skip_reason or "")
+
+
+def test_wrong_tunnel_protocol_installed_is_named() -> None:
+    """The lab asked for Geneve, Cilium was installed with VXLAN: the health check says so, per agent."""
+    installed = LabSpec(name="lab", backend="sim", cilium_version="1.16.3", tunnel_protocol="vxlan", workers=2)
+    asked = installed.replace(tunnel_protocol="geneve")
+    with sim_mod.running(installed, exec_latency_ms=0) as handle:
+        report = run_checks(handle.kubeconfig, spec=asked, names="health", concurrency=8)
+    found = {(f.node, f.kind) for f in report.findings}
+    assert (None, "tunnel-protocol-mismatch") in found
+    assert {(n, "tunnel-protocol-mismatch") for n in (CP, W1, W2)} <= found

@@ -413,3 +413,13 @@ def test_containerd_config_without_the_cgroup_line_fails_loudly(node: Node) -> N
     assert "cannot set the cgroup driver" in node.log
     assert not (node.root / "etc/containerd/config.toml").exists()
     assert "systemctl restart containerd" not in node.calls()
+
+
+def test_a_step_that_failed_is_retried_not_assumed(node: Node) -> None:
+    node.fail_next("modprobe", "br_netfilter")
+    assert node.run(*WORKER_UP).returncode != 0
+    assert not (node.root / "etc/modules-load.d/cilium-labs.conf").exists()
+    node.reset_calls()
+    assert node.run(*WORKER_UP).returncode == 0, node.log
+    assert "modprobe br_netfilter" in node.calls()
+    assert node.status == "prepared"

@@ -137,8 +137,9 @@ def test_dns_probe_when_cluster_has_kube_dns() -> None:
 
 def _node(name: str, *, taint: str | None = None, cordoned: bool = False) -> Any:
     taints = [SimpleNamespace(key=taint, effect="NoSchedule")] if taint else []
-    return SimpleNamespace(metadata=SimpleNamespace(name=name), spec=SimpleNamespace(taints=taints,
-                                                                                     unschedulable=cordoned))
+    return SimpleNamespace(
+        metadata=SimpleNamespace(name=name), spec=SimpleNamespace(taints=taints, unschedulable=cordoned)
+    )
 
 
 def test_schedulable_nodes_and_skip_with_one() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cilium_labs.checks.context import NodeInfo
-from cilium_labs.checks.tunnels import _entry, asymmetry, compare
+from cilium_labs.checks.tunnels import Topology, _entry, asymmetry, compare
 from cilium_labs.spec import LabSpec
 from tests.unit.checks.fakecluster import FakeCluster, kinds, run
 
@@ -149,6 +149,6 @@ def test_compare_ignores_non_tunnel_and_other_cluster_entries() -> None:
         {"prefix": "10.250.0.0", "endpoint": "10.0.0.9", "cluster_id": 7},
         {"prefix": "172.18.0.3/32", "endpoint": None, "cluster_id": None},
     ]
-    entries = [e for e in map(_entry, raw) if e is not None]
-    findings, view = compare("a", nodes, entries)
+    entries = [e for e in (_entry(r["prefix"], r["endpoint"] or "", r["cluster_id"]) for r in raw) if e is not None]
+    findings, view = compare("a", Topology(nodes), entries)
     assert findings == [] and view == {"b": True}
