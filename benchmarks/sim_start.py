@@ -37,10 +37,27 @@ def start_server(tmp: Path, nodes: int, version: str, latency_ms: float) -> tupl
     kc, state = tmp / "kubeconfig", tmp / "state.json"
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cilium_labs.sim", "serve", "--nodes", str(nodes), "--cilium-version", version,
-         "--exec-latency", f"{latency_ms:g}", "--ready-delay", "0", "--kubeconfig-out", str(kc),
-         "--state-out", str(state)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "cilium_labs.sim",
+            "serve",
+            "--nodes",
+            str(nodes),
+            "--cilium-version",
+            version,
+            "--exec-latency",
+            f"{latency_ms:g}",
+            "--ready-delay",
+            "0",
+            "--kubeconfig-out",
+            str(kc),
+            "--state-out",
+            str(state),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     while not state.exists():
         if proc.poll() is not None:
             raise SystemExit(f"sim serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
@@ -95,8 +112,10 @@ def main() -> None:
 
     print(f"nodes:            {args.nodes} (Cilium {args.cilium_version}, exec latency {args.exec_latency:g} ms)")
     print(f"start:            {start_s:.2f} s (spawn to API answering with every agent ready)")
-    print(f"exec sequential:  {sequential:.2f} s ({per_exec * 1000:.0f} ms each, {len(sample)} measured, "
-          f"scaled to {len(pods)})")
+    print(
+        f"exec sequential:  {sequential:.2f} s ({per_exec * 1000:.0f} ms each, {len(sample)} measured, "
+        f"scaled to {len(pods)})"
+    )
     print(f"exec concurrent:  {concurrent:.2f} s ({args.concurrency} threads, {ok}/{len(pods)} answered Ok)")
     print(f"speed-up:         {sequential / concurrent:.1f}x")
 

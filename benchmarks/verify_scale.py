@@ -144,12 +144,23 @@ def _start_sim(args: argparse.Namespace, kubeconfig: Path) -> subprocess.Popen[s
     raise SystemExit(f"the simulated cluster did not start (exit code {proc.wait()})")
 
 
-def _timed(label: str, fn: Any) -> tuple[float, Any]:
+def _cpu_s(pid: int) -> float:
+    """User+system CPU seconds of a process (Linux /proc), for the simulator's share of the work."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(label: str, fn: Any, server_pid: int) -> tuple[float, Any]:
+    cpu0, server0 = time.process_time(), _cpu_s(server_pid)
     started = time.perf_counter()
     report = fn()
     took = time.perf_counter() - started
+    cpu, server = time.process_time() - cpu0, _cpu_s(server_pid) - server0
     verdict = "passed" if report.ok else f"FAILED with {len(report.findings)} findings"
-    print(f"{label}: {took:.2f} s, {verdict}", flush=True)
+    print(f"{label}: {took:.2f} s, {verdict} (CPU: verifier {cpu:.1f} s, simulator {server:.1f} s)", flush=True)
     for f in report.findings[:10]:
         print(f"  {f.check} {f.node} {f.kind} {f.object}: expected {f.expected}, found {f.found}", flush=True)
     return took, report
@@ -177,6 +188,7 @@ def measure(args: argparse.Namespace) -> None:
             parallel, report = _timed(
                 f"parallel (concurrency {args.concurrency})",
                 lambda: run_checks(cluster, spec=spec, concurrency=args.concurrency),
+                proc.pid,
             )
             checks = ", ".join(f"{c.name} {c.duration_s:.2f} s" for c in report.checks)
             print(f"  checks: {checks}", flush=True)
@@ -184,7 +196,9 @@ def measure(args: argparse.Namespace) -> None:
                 print(f"verify N={args.nodes}: parallel {parallel:.2f} s")
                 return
             sequential, _ = _timed(
-                "sequential (one agent, one command at a time)", lambda: run_checks(cluster, spec=spec, concurrency=1)
+                "sequential (one agent, one command at a time)",
+                lambda: run_checks(cluster, spec=spec, concurrency=1),
+                proc.pid,
             )
         finally:
             proc.send_signal(signal.SIGTERM)

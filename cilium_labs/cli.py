@@ -140,7 +140,9 @@ def lab_options(func: F) -> F:
             default=None,
             help="Run without kube-proxy, Cilium replacing it.",
         ),
-        click.option("--mtu", type=int, help="Pod MTU; 0 lets Cilium detect it."),
+        click.option(
+            "--mtu", type=int, help="Underlay MTU Cilium assumes (pods get it minus the tunnel overhead); 0 = detect."
+        ),
         click.option("--installer", type=click.Choice(["helm", "cilium-cli"]), help="How Cilium is installed."),
         click.option("--chart", help="Chart: a local directory or .tgz, or oci://... (default: Cilium's repo)."),
         click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE", help="Extra Helm value (repeat)."),

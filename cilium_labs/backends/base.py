@@ -176,3 +176,11 @@ class PreloadCiliumImages(Protocol):
     def preload_commands(self, images: Sequence[str]) -> list[list[str]]:
         """The commands ``preload_images`` would run, for ``plan`` (host-side pulls are listed as ``docker pull``)."""
         ...
+
+
+@runtime_checkable
+class RecommendsMtu(Protocol):
+    """A backend whose underlay MTU is known (GCE: 1460), so the installer sets Cilium's ``MTU`` instead of
+    trusting auto-detection; a spec with its own ``mtu`` wins."""
+
+    def recommended_mtu(self) -> int: ...

@@ -23,7 +23,7 @@ import attrs
 import yaml
 
 from .. import _run
-from ..backends.base import Backend, CiliumInstaller, PreloadCiliumImages, Progress
+from ..backends.base import Backend, CiliumInstaller, PreloadCiliumImages, Progress, RecommendsMtu
 from ..cluster import Cluster
 from ..errors import CapabilityMissing, CiliumLabsError, ClusterError, CommandError, SpecError
 from ..spec import LabSpec, parse_version
@@ -138,6 +138,8 @@ def values_for(
     elif for_plan and spec.kube_proxy_replacement and "k8sServiceHost" not in spec.helm_values:
         host = PLAN_API_SERVER_PLACEHOLDER
     agent = backend.agent_image() if isinstance(backend, PreloadCiliumImages) else None
+    if spec.mtu == 0 and isinstance(backend, RecommendsMtu):
+        spec = spec.replace(mtu=backend.recommended_mtu())
     vals = values_mod.helm_values(
         spec, k8s_service_host=host, k8s_service_port=port, images_preloaded=images_preloaded, agent_image=agent
     )

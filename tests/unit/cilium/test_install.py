@@ -497,3 +497,14 @@ def test_rollout_is_not_done_until_the_new_generation_is_observed(tmp_path: Path
 
     stale.daemon_set = old_generation  # type: ignore[method-assign]
     assert not I.rollout(LabSpec(), stale).done  # type: ignore[arg-type]
+
+
+def test_a_backend_with_a_known_underlay_mtu_sets_it_unless_the_spec_does(tmp_path) -> None:
+    from cilium_labs.backends.gcp import GcpBackend
+    from cilium_labs.cilium.install import values_for
+    from cilium_labs.spec import from_dict
+
+    spec = from_dict({"name": "mtu", "backend": "gcp", "gcp": {"project": "p"}})
+    assert values_for(spec, GcpBackend(spec, tmp_path))["MTU"] == 1460
+    own = spec.replace(mtu=1400)
+    assert values_for(own, GcpBackend(own, tmp_path))["MTU"] == 1400
