@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import spec as spec_mod
-from .backends import Backend, get
+from .backends import Backend, Capture, get
 from .cluster import Cluster
 from .errors import CiliumLabsError, LabStateError, UsageError
 from .spec import LabSpec
@@ -169,12 +169,22 @@ class Lab:
         from . import checks as checks_mod
 
         kwargs: dict[str, Any] = dict(
-            spec=self.spec, names=checks, backend=self.backend, namespace=self.spec.cilium_namespace,
+            spec=self.spec, names=list(checks) if checks else self.default_checks(), backend=self.backend, namespace=self.spec.cilium_namespace,
             concurrency=concurrency, progress=self.progress,
         )
         if wait_s:
             return checks_mod.wait_for(self.cluster, timeout_s=wait_s, **kwargs)
         return checks_mod.run_checks(self.cluster, **kwargs)
+
+    def default_checks(self) -> list[str]:
+        """Every check this backend can run: the agent checks always; the traffic checks where pods really run,
+        and the on-the-wire check where the backend can also capture packets."""
+        names = ["health", "tunnels", "services"]
+        if self.backend.runs_pods:
+            names.append("connectivity")
+            if isinstance(self.backend, Capture):
+                names.append("encapsulation")
+        return names
 
     def nodes(self) -> list[Any]:
         return self.backend.nodes()

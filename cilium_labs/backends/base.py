@@ -77,6 +77,9 @@ class Backend(abc.ABC):
     tools: tuple[str, ...] = ()
     #: Whether ``install`` should run the tunnel-port pre-flight first (VM backends: real firewalls in between).
     preflight_before_install: bool = False
+    #: Whether pods scheduled on this backend really run and carry traffic (the simulator's API-only mode merely
+    #: records them), which decides if ``run`` includes the traffic checks by default.
+    runs_pods: bool = True
 
     def __init__(self, spec: LabSpec, state_dir: Path, *, progress: Progress = _silent) -> None:
         self.spec = spec

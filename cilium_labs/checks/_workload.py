@@ -18,7 +18,8 @@ from typing import Any
 
 import attrs
 
-from ..errors import ClusterError, UsageError
+from ..backends.base import LoadImage
+from ..errors import CiliumLabsError, ClusterError, UsageError
 from .context import CheckContext
 
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
@@ -207,6 +208,12 @@ class SharedWorkload:
             self.ctx.progress(f"deleting the test namespace {self.namespace} left by an earlier run")
             cluster.delete_namespace(self.namespace)
             self._wait(lambda: cluster.namespace(self.namespace) is None, 120.0, "the old test namespace to go")
+        backend = self.ctx.backend
+        if isinstance(backend, LoadImage):  # kind: put the pinned image on the nodes, as with Cilium's images
+            try:
+                backend.load_image(self.image)
+            except CiliumLabsError as exc:
+                self.ctx.progress(f"could not preload {self.image} ({exc.message}); the nodes will pull it")
         self.ctx.progress(f"deploying test pods ({self.image}) in namespace {self.namespace}")
         for obj in manifests(self.namespace, self.image):
             cluster.create(obj)

@@ -345,6 +345,20 @@ def details(wl: Workload, results: list[ProbeResult], notes: list[str], image: s
     }
 
 
+def format_matrix(details: dict[str, Any]) -> list[str]:
+    """The pod-to-pod matrix as text lines (one block per family), for a report's table view."""
+    lines: list[str] = []
+    for fam, rows in sorted((details.get("matrix") or {}).items()):
+        dsts = sorted({d for row in rows.values() for d in row})
+        width = max([len(s) for s in (*rows, *dsts)] + [4])
+        lines.append(f"{fam}: source \\ destination")
+        lines.append(" " * (width + 2) + "  ".join(d.ljust(width) for d in dsts))
+        for src in sorted(rows):
+            cells = [rows[src].get(d, "-").ljust(width) for d in dsts]
+            lines.append(src.ljust(width + 2) + "  ".join(cells))
+    return lines
+
+
 CHECK = ConnectivityCheck()
 register(CHECK)
 

@@ -76,8 +76,19 @@ async def _serve(spec: LabSpec, count: int | None, *, faults: tuple[str, ...], e
         cfg = await loop.run_in_executor(None, lambda: resolve(vals, spec.cilium_version, use_chart=use_chart))
         cluster.install_cilium(cfg)
         source = cfg.source
+    bridge = None
+    if spec.sim.datapath == "netns":  # the real kernel datapath (root): cilium_labs.sim.datapath_bridge
+        from ..sim.datapath_bridge import NetnsBridge
+
+        bridge = NetnsBridge(cluster)
+        await asyncio.get_running_loop().run_in_executor(None, bridge.start)
     server = SimServer(cluster, port=port, exec_latency_ms=exec_latency_ms, seed=seed)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        if bridge is not None:
+            bridge.stop()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,6 +106,8 @@ async def _serve(spec: LabSpec, count: int | None, *, faults: tuple[str, ...], e
         await stop.wait()
     finally:
         await server.stop()
+        if bridge is not None:
+            bridge.stop()
         if state_out is not None:
             state_out.unlink(missing_ok=True)
 

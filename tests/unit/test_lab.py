@@ -142,3 +142,18 @@ def test_second_up_of_a_running_lab_refuses_or_reuses(tmp_path: Path) -> None:
 def test_bad_keep_value_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         make(tmp_path, keep="sometimes")
+
+
+def test_default_checks_follow_the_backend_capabilities(tmp_path: Path) -> None:
+    lab, be = make(tmp_path)
+    assert lab.default_checks() == ["health", "tunnels", "services", "connectivity"]
+    be.runs_pods = False
+    assert lab.default_checks() == ["health", "tunnels", "services"]
+
+    class CapturingBackend(RecordingBackend):
+        def capture(self, node: str, bpf_filter: str, seconds: float) -> bytes:
+            return b""
+
+    spec = LabSpec(name="cap")
+    lab2 = Lab(spec, CapturingBackend(spec, tmp_path / "cap"), state_dir=tmp_path)
+    assert lab2.default_checks()[-1] == "encapsulation"

@@ -89,3 +89,17 @@ def test_underlay_mtu_fails_only_the_mtu_probe(lab: tuple[SimHandle, NetnsBridge
     assert failed and failed <= {"mtu-df-ping", "mtu-large-response"}
     assert all(v == "ok" for row in matrix(report).values() for v in row.values())  # small probes all pass
     assert report.check("preflight").ok and report.check("encapsulation").ok
+
+
+def test_dual_stack_lab_probes_both_families() -> None:
+    spec = LabSpec(name="acc6", backend="sim", workers=2, cilium_version="1.16.5", ip_family="dual")
+    with running(spec) as handle, attached(handle.cluster) as bridge:
+        report = checks.run_checks(handle.kubeconfig, spec=spec, names=["connectivity", "encapsulation"],
+                                   backend=bridge.datapath)  # fmt: skip
+    assert report.ok, [f.to_dict() for f in report.findings]
+    conn = report.check("connectivity").details
+    assert set(conn["matrix"]) == {"ipv4", "ipv6"}
+    six = {p["kind"] for p in conn["probes"] if p["family"] == 6}
+    assert {"pod-to-pod", "pod-to-service", "node-to-nodeport", "host-to-pod", "mtu-df-ping"} <= six
+    fams = {p["family"] for p in report.check("encapsulation").details["pairs"]}
+    assert fams == {4, 6}

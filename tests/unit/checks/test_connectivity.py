@@ -163,3 +163,9 @@ def test_manifests_are_valid_kubernetes_objects() -> None:
     assert host["hostNetwork"] is True and host["tolerations"] == [{"operator": "Exists"}]
     echo = next(o for o in objs if o["metadata"]["name"] == ECHO)["spec"]["template"]["spec"]
     assert "tolerations" not in echo  # only schedulable nodes get an echo server
+
+
+def test_matrix_as_text() -> None:
+    lines = conn.format_matrix({"matrix": {"ipv4": {"cp": {"w1": "ok", "w2": "timeout"}, "w1": {"w2": "no route"}}}})
+    assert lines[0] == "ipv4: source \\ destination"
+    assert lines[2].split() == ["cp", "ok", "timeout"] and lines[3].split() == ["w1", "-", "no", "route"]

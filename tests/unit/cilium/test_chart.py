@@ -10,7 +10,8 @@ from cilium_labs.cilium import chart
 from tests.helpers import charts_dir
 
 CHARTS = charts_dir()
-needs_charts = pytest.mark.skipif(CHARTS is None, reason="no Cilium charts (../shared/charts or $CILIUM_LABS_CHARTS_DIR)")
+needs_charts = pytest.mark.skipif(CHARTS is None,
+                                  reason="no Cilium charts (../shared/charts or $CILIUM_LABS_CHARTS_DIR)")
 
 
 def _fake_dir(tmp_path: Path, *names: str) -> Path:
