@@ -38,6 +38,7 @@ from ..assets import asset
 from ..errors import (
     BackendError,
     CapabilityMissing,
+    CiliumLabsError,
     CommandError,
     CommandTimeout,
     PreflightError,
@@ -150,9 +151,13 @@ def lab_document(spec: LabSpec, bootstrap_script: Path | None) -> dict[str, Any]
                     spec, role=role, node_ip=ip, control_plane_address=cp_ip, init=i == 0, node_name=name
                 ),
             }
-        nodes.append(
-            {"name": name, "role": role, "ip": ip, "cpus": v.cpus, "memory_mb": v.memory_mb, "provision": provision}
-        )
+        node: dict[str, Any] = {
+            "name": name, "role": role, "ip": ip, "cpus": v.cpus, "memory_mb": v.memory_mb, "provision": provision,
+        }  # fmt: skip
+        if v.kernel:
+            # Direct kernel boot: systemd names the host from the start, so Vagrant finds the name already set.
+            node["cmd_line"] = f"{libvirt['cmd_line']} systemd.hostname={name}"
+        nodes.append(node)
     return {
         "schema": SCHEMA,
         "lab": spec.name,
@@ -242,7 +247,7 @@ class VagrantBackend(Backend):
             if self.spec.vagrant.provision:
                 self._join_nodes()
                 self.fetch_kubeconfig()
-        except (CommandError, CommandTimeout, BackendError) as exc:
+        except CiliumLabsError as exc:  # vagrant, SSH, a bootstrap answer we could not parse
             detail = _tail(exc.stderr) if isinstance(exc, CommandError) else str(exc)
             if not keep_on_failure:
                 self.progress("vagrant: bringing the lab up failed; destroying what was created")
@@ -256,7 +261,9 @@ class VagrantBackend(Backend):
             ) from exc
 
     def down(self) -> None:
-        if self.lab_file.is_file() and self._created_anything():
+        if self._created_anything():
+            if not self.lab_file.is_file():  # removed by hand: vagrant needs it to find the machines
+                self.write_lab_files()
             self.progress("vagrant: destroying the VMs")
             self._stream("destroy", "-f", "--no-tty", timeout=900)
         self._remove_lab_network()

@@ -49,8 +49,49 @@ def status(text: str) -> dict[str, Any]:
 
 def health(text: str) -> dict[str, Any]:
     """``cilium-health status -o json`` -> ``{"local", "reachable", "total", "nodes": [{"name", "reachable",
-    "problems", ...}]}``."""
-    return parse.parse_health(_compact(text)).to_dict()
+    "problems", ...}]}``.
+
+    Every agent reports on every node, and once the probe timings (latency, last probed) are set aside (the
+    normalized shape has none) a healthy cluster's reports of one node are the same from every agent: each
+    distinct node entry is parsed once (cached), and the report is assembled from them as the parser would.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    nodes_in = data.get("nodes") if isinstance(data, dict) else None
+    local_in = data.get("local") if isinstance(data, dict) else None
+    if (
+        not isinstance(nodes_in, list)
+        or not all(isinstance(n, dict) and n.get("name") for n in nodes_in)
+        or not isinstance(local_in, dict | None)
+    ):
+        return parse.parse_health(_compact(text)).to_dict()
+    local = str(local_in["name"]) if local_in and local_in.get("name") else None
+    nodes = []
+    for n in nodes_in:
+        node = dict(_health_node(json.dumps(_no_latency(n), sort_keys=True, separators=(",", ":"))))
+        node["local"] = local is not None and str(n["name"]) == local
+        nodes.append(node)
+    return {"local": local, "reachable": sum(1 for n in nodes if n["reachable"]), "total": len(nodes), "nodes": nodes}
+
+
+_PROBE_TIMING = frozenset({"latency", "lastProbed"})
+"""What changes with every probe and is not in the normalized shape."""
+
+
+def _no_latency(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _no_latency(v) for k, v in obj.items() if k not in _PROBE_TIMING}
+    if isinstance(obj, list):
+        return [_no_latency(v) for v in obj]
+    return obj
+
+
+@functools.lru_cache(maxsize=65536)
+def _health_node(node_json: str) -> dict[str, Any]:
+    (node,) = parse.parse_health('{"nodes":[' + node_json + "]}").to_dict()["nodes"]
+    return dict(node)
 
 
 def tunnel_entries(text: str) -> list[dict[str, Any]]:
@@ -213,40 +254,45 @@ def _state(tail: str) -> str | None:
     return state or "active"
 
 
+_LINE = re.compile(
+    r"^(?:(\d+)[ \t]+(\S+)[ \t]+[A-Za-z][\w-]*( \(Remote\))?|[ \t]+)"
+    r"(?:[ \t]*\d+ => (\S+)((?:[ \t]+\([a-z][a-z-]*\))*))?[ \t]*$",
+    re.MULTILINE,
+)
+"""Any row of the table: a frontend row (ID, frontend, type, maybe its first backend) or a continuation row."""
+
+
 def _index_fast(text: str, with_proto: bool) -> Index | None:
-    """The current text layout straight into an ``Index``; None as soon as anything looks different."""
+    """The current text layout straight into an ``Index``; None as soon as anything looks different.
+
+    One regex pass over the whole table (in C) gives every row's fields; a table where some row did not match
+    is not the layout this reads, and goes to the parser.
+    """
     if not text.endswith("\n"):
+        return None  # the last row may be cut off: the parser knows how to tell
+    header, _, body = text.partition("\n")
+    if not _HEADER.match(header):
         return None
-    lines = text.splitlines()
-    if not lines or not _HEADER.match(lines[0]):
+    rows = _LINE.findall(body)
+    if len(rows) != sum(1 for line in body.split("\n") if line):
         return None
     out: Index = {}
     backends: dict[Addr, str] | None = None
-    row, cont = _ROW.match, _CONT.match
-    for line in lines[1:]:
-        if line[:1] == " ":  # a continuation row: one more backend of the frontend above
-            m = cont(line)
-            if m is None:
-                if not line.strip():
-                    continue
-                return None
-            if backends is None:
-                return None
-            be_token, tail = m.group(1), m.group(2)
-        else:
-            m = row(line)
-            if m is None:
-                return None
-            _sid, fe_token, _typ, remote, be_token, tail = m.groups()
+    for sid, fe_token, remote, be_token, tail in rows:
+        if sid:
             fe = _key(fe_token)
             if fe is None or remote:
                 return None
             proto = fe[2] if with_proto and fe[2] not in ("ANY", "NONE") else ""
             backends = out.setdefault((fe[0], fe[1], proto), {})
-            if be_token is None:
+            if not be_token:
                 continue
+        elif not be_token:
+            continue  # a blank row
+        elif backends is None:
+            return None
         be = _key(be_token)
-        state = _state(tail or "")
+        state = _state(tail)
         if be is None or state is None:
             return None
         baddr = (be[0], be[1])

@@ -142,6 +142,25 @@ def cluster_error_status(exc: ClusterError) -> int | None:
     return cause_status if isinstance(cause_status, int) else 0
 
 
+_HANDSHAKE = re.compile(r"Handshake status (\d{3})([^-]*?)\s*-\+-\+-.*-\+-\+-\s*(.*)$", re.DOTALL)
+
+
+def _exec_refusal(exc: ClusterError) -> tuple[int | None, str]:
+    """Status and a readable message for an exec the API refused.
+
+    A refused websocket upgrade reaches us as status 0 with websocket-client's dump of the response
+    (``Handshake status 500 Internal Server Error -+-+- {headers} -+-+- container not found ("cilium-agent")``):
+    take the real status (so a 404 is not retried like a dropped connection) and the body's message.
+    """
+    status = cluster_error_status(exc)
+    m = _HANDSHAKE.search(exc.message)
+    if m is None:
+        return status, exc.message
+    code, phrase, body = int(m.group(1)), m.group(2).strip(), m.group(3).strip()
+    where = exc.message.split(":", 1)[0]
+    return code, f"{where}: API answered {code} {phrase}" + (f": {body}" if body else "")
+
+
 def with_retries(
     fn: Callable[[], T], *, attempts: int = DEFAULT_ATTEMPTS, backoff_s: float = 0.1, what: str = "API call"
 ) -> T:
@@ -306,8 +325,7 @@ class Agents:
             try:
                 res = self.cluster.exec(agent.namespace, agent.pod, self.container, argv, timeout=timeout)
             except ClusterError as exc:
-                status = cluster_error_status(exc)
-                last_error = exc.message
+                status, last_error = _exec_refusal(exc)
                 if attempt < self.attempts and transient_status(status):
                     time.sleep(_backoff(self.backoff_s, attempt))
                     continue

@@ -428,6 +428,12 @@ class SimServer:
             return _json(self.state())
         raise NOT_FOUND
 
+    def install_cilium(self, values: Mapping[str, Any] | None, version: str, *, use_chart: bool = True) -> None:
+        """Install (or reinstall) Cilium as the chart would render it for ``values`` (blocking: renders)."""
+        if values is None:
+            values = spec_values(self.cluster.spec.replace(cilium_version=version))
+        self.cluster.install_cilium(resolve(values, version, use_chart=use_chart))
+
     def state(self) -> dict[str, Any]:
         c = self.cluster
         with c.lock:

@@ -22,6 +22,7 @@ OUT=${1:?usage: build_box.sh OUT_DIR}
 SUITE=${CILIUM_LABS_BOX_SUITE:-bookworm}
 MIRROR=${CILIUM_LABS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=systemd-sysv,openssh-server,sudo,iproute2,iputils-ping,ifupdown,isc-dhcp-client,kmod,udev,tcpdump,procps
+PACKAGES=$PACKAGES,libnss-myhostname
 
 [ "$(id -u)" = 0 ] || { echo "build_box.sh: must run as root (debootstrap, chroot)" >&2; exit 2; }
 for tool in debootstrap mke2fs qemu-img depmod mkinitramfs; do
@@ -92,11 +93,20 @@ ExecStartPre=
 ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ecdsa_key || ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key'
 ExecStartPre=/usr/sbin/sshd -t
 EOF
-# Nothing periodic in a test VM that lives for minutes.
+# Under software emulation every unit costs seconds of the one vCPU: nothing periodic, no extra gettys, no
+# debug/hugepage/mqueue mounts, no module preloads the test never uses, a journal kept in memory only.
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer dpkg-db-backup.timer \
-  e2scrub_reap.service; do
+  e2scrub_reap.service systemd-tmpfiles-clean.timer getty-static.service getty@tty1.service \
+  dev-hugepages.mount dev-mqueue.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
+  modprobe@dm_mod.service modprobe@efi_pstore.service modprobe@fuse.service modprobe@drm.service \
+  systemd-remount-fs.service systemd-update-utmp.service systemd-journal-flush.service; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+mkdir -p "$root/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/volatile.conf"
+# `hostname -f` must answer the hostname the kernel command line gives (systemd.hostname=), so Vagrant sees the
+# name already set and skips its rename, which restarts every interface (a minute under emulation).
+grep -q myhostname "$root/etc/nsswitch.conf" || sed -i 's/^hosts:.*/& myhostname/' "$root/etc/nsswitch.conf"
 chroot "$root" apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 

@@ -194,6 +194,7 @@ def test_lab_document_for_software_emulation_without_provisioning(
     }  # fmt: skip
     assert doc["network"] == {"name": "cilium-labs-vt", "cidr": "172.16.0.0/24", "netmask": "255.255.255.0"}
     assert doc["boot_timeout"] == 900
+    assert doc["nodes"][1]["cmd_line"] == "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.hostname=vt-worker"
     assert [(n["name"], n["ip"], n["provision"]) for n in doc["nodes"]] == [
         (CP, "172.16.0.11", None), (WORKER, "172.16.0.12", None),
     ]  # fmt: skip
@@ -204,6 +205,7 @@ def test_lab_document_with_kvm_and_provisioning() -> None:
     doc = lab_document(spec, Path("/b/kubeadm-node.sh"))
     assert doc["libvirt"] == {"uri": "qemu:///system", "driver": "kvm", "default_prefix": "cilium-labs-"}
     assert doc["boot_timeout"] == 300 and doc["box"] == "generic/debian12" and doc["box_url"] is None
+    assert "cmd_line" not in doc["nodes"][0]  # the box boots its own kernel
     first, second = doc["nodes"][0]["provision"], doc["nodes"][1]["provision"]
     assert first["script"] == "/b/kubeadm-node.sh" and first["install_to"] == BOOTSTRAP_IN_VM
     args = first["args"]
@@ -564,3 +566,24 @@ def test_plan_shows_the_lab_file_and_commands_and_creates_nothing(tmp_path: Path
     assert plan.extra["nodes"][0] == {"name": CP, "role": "control-plane", "ip": "172.16.0.11"}
     bare = VagrantBackend(_spec(), tmp_path / "vt").plan()
     assert bare.commands[-1][-1] == "--no-provision" and "provision is off" in bare.notes[-1]
+
+
+def test_down_after_the_lab_file_was_removed_by_hand_still_destroys(env: Env, tmp_path: Path) -> None:
+    (env.vagrant_dir / "up.creates").write_text(f"{CP}\n")
+    b = VagrantBackend(_spec(), tmp_path / "vt")
+    b.up()
+    b.lab_file.unlink()
+    b.down()
+    assert env.vagrant_argv()[-1] == ["destroy", "-f", "--no-tty"]
+    assert b.lab_file.is_file()
+
+
+def test_a_join_command_that_does_not_parse_also_tears_down(env: Env, tmp_path: Path) -> None:
+    (env.vagrant_dir / "up.creates").write_text(f"{CP}\n{WORKER}\n")
+    hosts = _ssh_hosts()
+    env.ssh(hosts[CP], {f"{ROOT} status": {"stdout": "done\n"}, f"{ROOT} join-command": {"stdout": "Error: oops\n"}})
+    env.ssh(hosts[WORKER], {f"{ROOT} status": {"stdout": "prepared\n"}})
+    b = VagrantBackend(_spec(provision=True), tmp_path / "vt")
+    with pytest.raises(BackendError, match="did not come up: no 'kubeadm join"):
+        b.up()
+    assert env.vagrant_argv()[-1] == ["destroy", "-f", "--no-tty"]

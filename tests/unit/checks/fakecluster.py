@@ -364,7 +364,8 @@ class FakeCluster:
 
     def _health(self, node: str) -> dict[str, Any]:
         def path(ip: str) -> dict[str, Any]:
-            return {"ip": ip, "icmp": {"latency": 120000}, "http": {"latency": 450000}}
+            stamp = {"lastProbed": time.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            return {"ip": ip, "icmp": {"latency": 120000, **stamp}, "http": {"latency": 450000, **stamp}}
 
         nodes = []
         for n in self.node_names:

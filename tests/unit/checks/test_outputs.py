@@ -98,6 +98,12 @@ def test_json_outputs_parse_the_same_compacted() -> None:
     node = fake.node_names[1]
     health = json.dumps(fake._health(node), indent=2)
     assert _outputs.health(health) == parse.parse_health(health).to_dict()
+    broken = fake._health(node)
+    broken["nodes"][2]["host"]["primary-address"]["icmp"] = {"status": "Connection timed out", "latency": 0}
+    broken["nodes"][0]["health-endpoint"] = None
+    text = json.dumps(broken)
+    assert _outputs.health(text) == parse.parse_health(text).to_dict()
+    assert _outputs.health(text)["reachable"] == len(fake.node_names) - 1
     status = json.dumps(fake._status(node), indent=2)
     assert _outputs.status(status) == parse.parse_status(status).to_dict()
     ipc = json.dumps(fake._ipcache(node), indent=2)

@@ -243,3 +243,29 @@ def test_thread_safety_of_detection() -> None:
         for t in threads:
             t.join()
     assert sum(1 for _, argv in fake.calls if argv[-1] == "version") == 2
+
+
+HANDSHAKE = (
+    "exec in kube-system/cilium-1: API answered 0 Handshake status {code} {phrase} -+-+- "
+    "{{'content-type': 'text/plain; charset=utf-8', 'content-length': '36'}} -+-+- "
+    'container not found ("cilium-agent")'
+)
+
+
+def _handshake(code: int, phrase: str) -> ClusterError:
+    e = ClusterError(HANDSHAKE.format(code=code, phrase=phrase))
+    e.status = 0  # type: ignore[attr-defined]
+    return e
+
+
+def test_refused_upgrade_reads_as_its_real_status_and_message() -> None:
+    cl = ScriptedCluster([_handshake(500, "Internal Server Error")] * 10)
+    ag = Agents(cl, attempts=2, backoff_s=0.001)  # type: ignore[arg-type]
+    res = ag.exec(AGENT, ["cilium-dbg", "status"])
+    assert cl.calls == 2  # 500: retried
+    assert res.error == (
+        'exec in kube-system/cilium-1: API answered 500 Internal Server Error: container not found ("cilium-agent")'
+    )
+    cl = ScriptedCluster([_handshake(404, "Not Found")] * 10)
+    res = Agents(cl, attempts=3, backoff_s=0.001).exec(AGENT, ["cilium-dbg", "status"])  # type: ignore[arg-type]
+    assert cl.calls == 1 and "API answered 404 Not Found" in (res.error or "")  # 404: not retried
