@@ -247,11 +247,11 @@ class Cluster:
             stdout = resp.read_stdout() if resp.peek_stdout() else ""
             stderr = resp.read_stderr() if resp.peek_stderr() else ""
             if resp.is_open():
-                resp.close()
+                resp.close(timeout=0)  # a hung agent never sends a close frame: don't wait 3 s for one
                 return PodExec(stdout, stderr, -1, f"no answer within {timeout:g}s")
             raw = resp.read_channel(ERROR_CHANNEL)
         finally:
-            resp.close()
+            resp.close(timeout=0)
         return _exec_status(stdout, stderr, raw)
 
 

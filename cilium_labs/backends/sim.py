@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from .. import _run
-from ..errors import BackendError, CiliumLabsError, UsageError
+from ..errors import BackendError, CiliumLabsError, PreflightError, UsageError
 from ..spec import LabSpec, dumps
 from .base import Backend, Node, Plan, Progress, _silent
 
@@ -44,6 +44,8 @@ class SimBackend(Backend):
 
     def __init__(self, spec: LabSpec, state_dir: Path, *, progress: Progress = _silent) -> None:
         super().__init__(spec, state_dir, progress=progress)
+        # API-only pods are records, not processes: traffic checks need the netns datapath (``sim.datapath``)
+        self.runs_pods = spec.sim.datapath == "netns"
         self._pid: int | None = None
         self._url: str | None = None
 
@@ -103,8 +105,9 @@ class SimBackend(Backend):
         )
 
     def preflight(self) -> list[str]:
-        if self.spec.sim.datapath != "api":
-            return [f"sim.datapath={self.spec.sim.datapath} is served by the netns datapath, not this backend"]
+        if self.spec.sim.datapath == "netns" and os.geteuid() != 0:
+            raise PreflightError("sim.datapath: netns builds network namespaces, which needs root",
+                                 fix="run as root, or use sim.datapath: api (no traffic checks)")
         return []
 
     def up(self, *, keep_on_failure: bool = False) -> None:

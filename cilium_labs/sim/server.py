@@ -82,7 +82,8 @@ class SimServer:
         return app
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # a short shutdown grace: open watches and execs must not hold SIGTERM up for aiohttp's default minute
+        self.runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.requested_port, ssl_context=self.pki.server_context(),
                            backlog=1024, reuse_address=True)
