@@ -4,7 +4,8 @@
 admin API as the real chart would, ``down`` stops it. The server's pid and URL live in the lab state, so
 ``cilium-labs down`` from another shell finds it. Faults from ``sim.faults`` in the spec are applied once the
 agents are up, so an ``agent-down`` fault looks like an agent that crashed after the rollout (a rollout that
-never completes would only ever show up as an install timeout).
+never completes would only ever show up as an install timeout): ``install_cilium`` applies the others, and
+``after_install`` (called by the lab once the installer has seen the rollout complete) applies those.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ SERVER_STATE_FILE = "sim-server.json"
 SERVER_LOG_FILE = "sim-server.log"
 SPEC_FILE = "sim-spec.yaml"
 START_TIMEOUT_S = 60.0
+ROLLOUT_BLOCKING = frozenset({"agent-down"})
+"""Faults applied by ``after_install``, not ``install_cilium``: the installer waits for every agent to be ready."""
 STOP_TIMEOUT_S = 10.0
 
 
@@ -260,8 +263,16 @@ class SimBackend(Backend):
                 break
             time.sleep(0.1)
             state = self.sim_state()
-        if self.spec.sim.faults:
-            self.set_faults(self.spec.sim.faults)
+        early = [f for f in self.spec.sim.faults if f.split(":", 1)[0] not in ROLLOUT_BLOCKING]
+        if early:
+            self.set_faults(early)
+
+    def after_install(self) -> None:
+        """Apply the faults a rollout would wait on forever (``agent-down``): call once the installer has seen
+        Cilium ready, so the lab reaches its checks and they name the fault."""
+        late = [f for f in self.spec.sim.faults if f.split(":", 1)[0] in ROLLOUT_BLOCKING]
+        if late:
+            self.set_faults(late)
 
     def uninstall_cilium(self) -> None:
         self._request("POST", "/sim/v1/uninstall", {})

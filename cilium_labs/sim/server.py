@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from . import agent as agent_mod
+from . import tables
 from .config import resolve, spec_values
 from .faults import FaultError
 from .model import CILIUM_NS, ApiError, SimCluster, not_found
@@ -229,6 +230,8 @@ class SimServer:
             obj = self.cluster.get(res.key, namespace, name)
             if sub == "scale":
                 return _json(self._scale(obj))
+            if sub is None and tables.wants_table(request.headers.get("Accept", "")):
+                return _json(tables.table(res.key, [obj], obj["metadata"]["resourceVersion"]))
             return _json(obj)
         if method == "PUT":
             body = await self._body(request)
@@ -275,7 +278,9 @@ class SimServer:
 
     def _list(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         items = self.cluster.list_objects(res.key, namespace, label_selector=request.query.get("labelSelector", ""),
-                                  field_selector=request.query.get("fieldSelector", ""))
+                                          field_selector=request.query.get("fieldSelector", ""))
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return _json(tables.table(res.key, items, self.cluster.resource_version()))
         if not res.cilium:
             for item in items:
                 item.pop("kind", None)

@@ -8,7 +8,9 @@
 # 3. makes a network namespace of its own and, inside it, a private libvirt state (tmpfs /run/libvirt, bind
 #    mounts over /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt from a temporary folder),
 #    so VM traffic never reaches the host network and a crash leaves no domain, volume or network behind,
-# 4. runs pytest on tests/vagrant there (the tests start and stop libvirtd themselves),
+# 4. runs pytest on tests/vagrant there (the tests start and stop libvirtd themselves), and `vagrant validate`
+#    of the Vagrantfile (tests/integration/backends/test_vagrant_vagrantfile.py), which the plain `tox` run skips
+#    on a machine where vagrant is not installed yet,
 # 5. kills whatever is left in the namespace (its own processes, by PID), deletes it and the temporary folder.
 #
 # Environment: PYTHON (default python3; tox passes its venv's), CILIUM_LABS_VAGRANT_CACHE (default
@@ -91,6 +93,7 @@ CILIUM_LABS_HOST_NETNS_INODE=$(stat -L -c %i /proc/self/ns/net)
 ip netns add "$ns"
 rc=0
 ip netns exec "$ns" bash "$REPO/tests/vagrant/run_tier.sh" --inside "$state" \
-  "$PYTHON" -m pytest "$REPO/tests/vagrant" -m vagrant -p no:cacheprovider -v --tb=short --basetemp "$state/pytest" "$@" || rc=$?
+  "$PYTHON" -m pytest "$REPO/tests/vagrant" "$REPO/tests/integration/backends/test_vagrant_vagrantfile.py" \
+  -m "vagrant or integration" -p no:cacheprovider -v --tb=short --basetemp "$state/pytest" "$@" || rc=$?
 echo "run_tier.sh: tier finished with exit $rc after $((SECONDS - t0)) s in total"
 exit $rc

@@ -39,7 +39,8 @@ def test_vagrantfile_validates_for_every_kind_of_lab(tmp_path: Path, provision: 
     vagrant = {"provision": provision, "driver": driver, "box": "local/test", "box_url": str(tmp_path / "t.box")}
     if driver == "qemu":
         vagrant |= {"kernel": str(kernel), "initrd": str(kernel)}
-    spec = from_dict({"name": "vv", "workers": 2, "control_planes": 1, "vagrant": vagrant})
+    # Three control planes: only one machine may be Vagrant's primary.
+    spec = from_dict({"name": "vv", "workers": 2, "control_planes": 3, "vagrant": vagrant})
     backend = VagrantBackend(spec, tmp_path / "vv")
     backend.write_lab_files()
     res = _validate(backend)

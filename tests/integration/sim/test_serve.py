@@ -79,8 +79,11 @@ def test_backend_lifecycle(tmp_path: Path) -> None:
         assert backend.kubeconfig().stat().st_mode & 0o777 == 0o600
         backend.install_cilium({"ipam": {"mode": "kubernetes"}}, "1.16.19")
         state = backend.sim_state()
-        assert state["cilium"]["version"] == "1.16.19" and state["faults"] == ["agent-down:lab-worker"]
+        assert state["cilium"]["version"] == "1.16.19" and state["faults"] == []  # the rollout completes first
         cluster = Cluster(backend.kubeconfig())
+        assert cluster.daemon_set("kube-system", "cilium").status.number_ready == 2
+        backend.after_install()
+        assert backend.sim_state()["faults"] == ["agent-down:lab-worker"]
         ds = cluster.daemon_set("kube-system", "cilium")
         assert ds.status.number_ready == 1 and ds.status.desired_number_scheduled == 2
         other = SimBackend(spec, tmp_path / "lab")  # `cilium-labs down` from another process

@@ -300,3 +300,16 @@ def test_watch_streams_added_events(api: client.ApiClient) -> None:
     w = watch.Watch()
     names = [e["object"].metadata.name for e in w.stream(client.CoreV1Api(api).list_node, timeout_seconds=1)]
     assert names[:3] == ["lab-control-plane", "lab-worker", "lab-worker2"]
+
+
+def test_server_side_tables_for_kubectl(sim: SimHandle) -> None:
+    ctx = ssl.create_default_context(cadata=sim.server.pki.ca_pem.decode())
+    req = urllib.request.Request(sim.url + "/api/v1/nodes", headers={
+        "Authorization": f"Bearer {sim.token}",
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        table = json.loads(resp.read())
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]][:3] == ["Name", "Status", "Roles"]
+    assert table["rows"][0]["cells"][:3] == ["lab-control-plane", "Ready", "control-plane"]
+    assert table["rows"][0]["object"]["metadata"]["name"] == "lab-control-plane"
