@@ -324,10 +324,13 @@ def uninstall(lab_name: str | None, **opts: Any) -> None:
 @lab_options
 @click.option("--check", "checks", help="Comma-separated checks (default: every check the backend can run).")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "junit"]), default="table", help="Report format.")
-@click.option("--wait", "wait", default="5m", show_default=True, help="Let the checks converge for up to this long.")
+@click.option(
+    "--wait", "wait", default=None,
+    help="Let the checks converge for up to this long (default: 5m; 10s on the simulator, settled at rollout).",
+)
 @click.option("--artifacts", type=click.Path(file_okay=False), help="Where logs go on failure.")
 @click.option("--reuse", is_flag=True, help="Use a running lab of the same name.")
-def run(checks: str | None, output: str, wait: str, artifacts: str | None, reuse: bool, **opts: Any) -> None:
+def run(checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, **opts: Any) -> None:
     """Up, install, verify, then down (unless --keep): the whole lab in one command.
 
     Exit 0 only when every check passed. On failure the backend's logs go to the artifacts folder first.
@@ -339,7 +342,8 @@ def run(checks: str | None, output: str, wait: str, artifacts: str | None, reuse
     names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
     with _terminate_on_sigterm(), lab:
         lab.install()
-        report = lab.verify(names, wait_s=parse_duration(wait))
+        wait_s = parse_duration(wait) if wait is not None else lab.backend.converge_timeout_s
+        report = lab.verify(names, wait_s=wait_s)
         print_report(report, output)
         if not report.ok:
             lab.failed = True

@@ -145,6 +145,7 @@ class Lab:
         self._save("installing")
         try:
             installer.install(self.spec, self.backend, self.cluster, progress=self.progress, timeout_s=timeout_s)
+            self.backend.after_install()
         except BaseException as exc:
             self._save("failed", last_error=_describe(exc))
             raise
@@ -169,8 +170,12 @@ class Lab:
         from . import checks as checks_mod
 
         kwargs: dict[str, Any] = dict(
-            spec=self.spec, names=list(checks) if checks else self.default_checks(), backend=self.backend, namespace=self.spec.cilium_namespace,
-            concurrency=concurrency, progress=self.progress,
+            spec=self.spec,
+            names=list(checks) if checks else self.default_checks(),
+            backend=self.backend,
+            namespace=self.spec.cilium_namespace,
+            concurrency=concurrency,
+            progress=self.progress,
         )
         if wait_s:
             return checks_mod.wait_for(self.cluster, timeout_s=wait_s, **kwargs)

@@ -80,6 +80,9 @@ class Backend(abc.ABC):
     #: Whether pods scheduled on this backend really run and carry traffic (the simulator's API-only mode merely
     #: records them), which decides if ``run`` includes the traffic checks by default.
     runs_pods: bool = True
+    #: How long ``run`` lets the checks converge by default: a real cluster settles over tens of seconds after
+    #: the rollout, a simulated one is settled when its rollout is.
+    converge_timeout_s: float = 300.0
 
     def __init__(self, spec: LabSpec, state_dir: Path, *, progress: Progress = _silent) -> None:
         self.spec = spec
@@ -118,6 +121,9 @@ class Backend(abc.ABC):
     def plan(self) -> Plan:
         """What ``up`` would create and run, touching nothing."""
         return Plan(backend=self.name, notes=[f"the {self.name} backend creates nothing it could describe"])
+
+    def after_install(self) -> None:  # noqa: B027 - optional hook
+        """Called once Cilium is rolled out; the simulator applies faults here that a rollout would wait on."""
 
     def api_server_endpoint(self) -> tuple[str, int] | None:
         """The control plane's address as nodes reach it (for ``k8sServiceHost`` without kube-proxy)."""

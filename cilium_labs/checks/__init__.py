@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..cilium.agents import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Agents
+import attrs
+
+from ..cilium.agents import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Agents, ExecRecord
 from ..cluster import Cluster
 from ..errors import ClusterError, UsageError
 from ..report import Report
@@ -56,6 +58,7 @@ def run_checks(
     progress: Progress | None = None,
     exec_timeout_s: float = DEFAULT_TIMEOUT_S,
     context: str | None = None,
+    exec_history: list[ExecRecord] | None = None,
 ) -> Report:
     """Run the checks named (default: all) and report; raises ``ClusterError`` only if the API is unreachable.
 
@@ -78,6 +81,9 @@ def run_checks(
         )
         with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="check") as pool:
             results = list(pool.map(lambda c: _run_one(c, ctx), checks))
+        history = exec_history if exec_history is not None else []
+        history.extend(agents.records())
+        results = [_with_responsiveness(r, history) for r in results]
         try:
             nodes = sorted(set(ctx.node_infos()) | {a.node for a in found})
         except ClusterError:
@@ -86,6 +92,18 @@ def run_checks(
     return Report.build(
         results, cluster=name, cilium_version=version, duration_s=time.monotonic() - started, nodes=nodes
     )
+
+
+def _with_responsiveness(result: CheckResult, records: list[ExecRecord]) -> CheckResult:
+    """The health verdict also covers what every check's execs saw (over every round of ``wait_for``, so a
+    flaky API cannot pass by a lucky last round): slow agents and a flaky API."""
+    if result.name != health.NAME or result.skipped:
+        return result
+    extra = health.responsiveness_findings(records)
+    if not extra:
+        return result
+    findings = tuple(sorted((*result.findings, *extra), key=lambda f: (f.node or "", f.kind, f.object)))
+    return attrs.evolve(result, ok=False, findings=findings)
 
 
 def _run_one(check: Check, ctx: CheckContext) -> CheckResult:
@@ -129,6 +147,7 @@ def wait_for(
     cl = Cluster(cluster, context) if isinstance(cluster, (str, Path)) else cluster
     deadline = time.monotonic() + timeout_s
     attempt = 0
+    history: list[ExecRecord] = []
     while True:
         attempt += 1
         try:
@@ -141,6 +160,7 @@ def wait_for(
                 concurrency=concurrency,
                 progress=progress,
                 exec_timeout_s=exec_timeout_s,
+                exec_history=history,
             )
         except ClusterError as exc:
             if time.monotonic() + interval_s > deadline:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cilium.agents import AgentResult
+from ..cilium.agents import AgentResult, ExecRecord
 from ..errors import ParseError
 from . import _outputs
 from .base import Finding, register
@@ -216,3 +216,54 @@ def health_peers(report: dict[str, Any]) -> dict[str, tuple[bool, str]]:
 
 
 register(HealthCheck())
+
+
+SLOW_ABSOLUTE_S = 2.0
+"""An agent's fastest answer above this and ``SLOW_FACTOR`` times the others' is a slow agent: ``cilium status``
+answers in well under a second on a healthy node, and a load spike slows one exec, not every exec of one agent."""
+SLOW_FACTOR = 5.0
+FLAKY_SHARE = 0.05
+"""More than this share of exec attempts failing transiently (API 5xx/429, exec 126/-1) and then succeeding on a
+retry is a flaky API: a healthy API server answers a few hundred reads without one."""
+FLAKY_MIN_RETRIES = 3
+
+
+def responsiveness_findings(records: list[ExecRecord]) -> list[Finding]:
+    """What the whole verify run saw of the cluster's responsiveness: agents much slower than their peers, and an
+    API that needed retries. Retries of an agent that never answered are that agent's finding, not the API's."""
+    findings: list[Finding] = []
+    answered = [r for r in records if r.answered]
+    retried = sum(r.retries for r in answered)
+    attempts = sum(r.retries + 1 for r in answered)
+    if attempts and retried >= FLAKY_MIN_RETRIES and retried / attempts > FLAKY_SHARE:
+        findings.append(
+            Finding(
+                NAME,
+                None,
+                "api-flaky",
+                "Kubernetes API (pod exec)",
+                f"at most {FLAKY_SHARE:.0%} of exec attempts failing transiently",
+                f"{retried} of {attempts} attempts failed with a 5xx/429 or a broken exec and were retried",
+            )
+        )
+    fastest: dict[str, float] = {}
+    for r in answered:
+        fastest[r.node] = min(r.last_attempt_s, fastest.get(r.node, r.last_attempt_s))
+    if len(fastest) < 2:
+        return findings
+    for node, best in sorted(fastest.items()):
+        others = sorted(v for n, v in fastest.items() if n != node)
+        typical = others[len(others) // 2]
+        limit = max(SLOW_ABSOLUTE_S, SLOW_FACTOR * typical)
+        if best > limit:
+            findings.append(
+                Finding(
+                    NAME,
+                    node,
+                    "agent-slow",
+                    f"agent on {node}",
+                    f"answers within {limit:.1f}s like the other agents (typical {typical:.2f}s)",
+                    f"its fastest answer took {best:.1f}s",
+                )
+            )
+    return findings

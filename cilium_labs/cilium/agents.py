@@ -180,6 +180,17 @@ def _backoff(base: float, attempt: int) -> float:
     return base * (2 ** (attempt - 1)) * (0.5 + random.random())  # jitter, not crypto
 
 
+@attrs.frozen
+class ExecRecord:
+    """How one exec went, for the health check's view of responsiveness (slow agents, a flaky API)."""
+
+    node: str
+    answered: bool
+    last_attempt_s: float
+    """Duration of the attempt that produced the result (earlier attempts and backoff not included)."""
+    retries: int
+
+
 class Agents:
     """The agent pods in one namespace, with parallel exec into their ``cilium-agent`` container.
 
@@ -219,6 +230,7 @@ class Agents:
         self._cli: str | None = None
         self._version: tuple[int, int, int] | None = None
         self._detected = False
+        self._records: list[ExecRecord] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def __enter__(self) -> Agents:
@@ -316,12 +328,26 @@ class Agents:
         log.debug("agents: cli %s, version %s", cli, version)
 
     # -- exec ------------------------------------------------------------------------------------------------
+    def records(self) -> list[ExecRecord]:
+        """Every exec so far: which agent, whether it answered, how long its last attempt took, how often it
+        was retried."""
+        with self._lock:
+            return list(self._records)
+
     def exec(self, agent: Agent, argv: Sequence[str], *, timeout_s: float | None = None) -> AgentResult:
         """Run ``argv`` (a full command line) in one agent, with retries on transient failures."""
+        attempt_started, result = self._exec(agent, argv, timeout_s)
+        record = ExecRecord(agent.node, result.answered, time.monotonic() - attempt_started, result.attempts - 1)
+        with self._lock:
+            self._records.append(record)
+        return result
+
+    def _exec(self, agent: Agent, argv: Sequence[str], timeout_s: float | None) -> tuple[float, AgentResult]:
         timeout = timeout_s or self.timeout_s
         started = time.monotonic()
         last_error = "not attempted"
         for attempt in range(1, self.attempts + 1):
+            attempt_started = time.monotonic()
             try:
                 res = self.cluster.exec(agent.namespace, agent.pod, self.container, argv, timeout=timeout)
             except ClusterError as exc:
@@ -329,11 +355,11 @@ class Agents:
                 if attempt < self.attempts and transient_status(status):
                     time.sleep(_backoff(self.backoff_s, attempt))
                     continue
-                return AgentResult(
+                return attempt_started, AgentResult(
                     agent, tuple(argv), error=last_error, attempts=attempt, duration_s=time.monotonic() - started
                 )
             if _is_timeout(res):
-                return AgentResult(
+                return attempt_started, AgentResult(
                     agent,
                     tuple(argv),
                     res.stdout,
@@ -349,7 +375,7 @@ class Agents:
                 if attempt < self.attempts:
                     time.sleep(_backoff(self.backoff_s, attempt))
                     continue
-                return AgentResult(
+                return attempt_started, AgentResult(
                     agent,
                     tuple(argv),
                     res.stdout,
@@ -359,7 +385,7 @@ class Agents:
                     attempts=attempt,
                     duration_s=time.monotonic() - started,
                 )
-            return AgentResult(
+            return attempt_started, AgentResult(
                 agent,
                 tuple(argv),
                 res.stdout,
