@@ -25,6 +25,7 @@ from rich.text import Text
 
 from . import __version__
 from . import spec as spec_mod
+from ._merge import deep_merge
 from ._run import which
 from .backends import get as get_backend
 from .backends import registered
@@ -66,16 +67,6 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
             node = nxt
         node[parts[-1]] = value
     return out
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 _FLAG_FIELDS = {

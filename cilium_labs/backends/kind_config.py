@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .._merge import deep_merge
 from ..assets import asset
 from ..errors import SpecError
 from ..spec import LabSpec
@@ -202,16 +203,6 @@ def node_image(spec: LabSpec) -> str:
 # -- rendering ------------------------------------------------------------------------------------------------
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def _subnets(cidrs: tuple[str, ...]) -> str:
     """kind wants dual-stack subnets comma-joined, IPv4 first."""
     nets = sorted((ipaddress.ip_network(c) for c in cidrs), key=lambda n: n.version)
@@ -302,9 +293,9 @@ def render(spec: LabSpec) -> dict[str, Any]:
         networking["kubeProxyMode"] = "none"
     cfg["networking"] = networking
     extra_nodes = extra.pop("nodes", None)
-    cfg = _merge(cfg, extra)
+    cfg = deep_merge(cfg, extra)
     if extra_nodes:
-        cfg["nodes"] = [_merge(n, e) for n, e in zip(cfg["nodes"], extra_nodes, strict=True)]
+        cfg["nodes"] = [deep_merge(n, e) for n, e in zip(cfg["nodes"], extra_nodes, strict=True)]
     validate(cfg, CLUSTER_SCHEMA, "kind config")
     return cfg
 

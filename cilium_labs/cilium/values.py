@@ -9,7 +9,6 @@ here, before Helm runs, and refused with a ``SpecError`` that names the value an
 
 from __future__ import annotations
 
-import copy
 import difflib
 import ipaddress
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .._merge import deep_merge
 from ..errors import SpecError
 from ..spec import LabSpec
 
@@ -47,17 +47,6 @@ def kube_proxy_replacement_value(version: tuple[int, int, int], enabled: bool) -
     if version < (1, 14, 0):
         return "strict" if enabled else "disabled"
     return "true" if enabled else "false"
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` merged into a copy of ``base``; nested mappings merge, anything else replaces."""
-    out: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _get(values: Mapping[str, Any], dotted: str) -> Any:

@@ -21,7 +21,6 @@ Helm value (chart default)                 cilium-config key
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import json
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._merge import deep_merge
 from ..cilium import chart as chart_mod
 from ..spec import LabSpec, parse_version
 
@@ -199,16 +199,6 @@ def resolve(values: Mapping[str, Any], version: str, *, chart: Path | None = Non
                         operator_replicas=replicas)
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def spec_values(spec: LabSpec, k8s_service_host: str | None = None, k8s_service_port: int = 6443) -> dict[str, Any]:
     """Helm values for ``spec``: ``cilium_labs.cilium.values.helm_values`` when that module exists, else this
     small stand-in (kind practice: kubernetes IPAM, one operator, the spec's routing/families/KPR, then the
@@ -247,4 +237,4 @@ def spec_values(spec: LabSpec, k8s_service_host: str | None = None, k8s_service_
         values["k8sServicePort"] = k8s_service_port
     if spec.mtu:
         values["MTU"] = spec.mtu
-    return _merge(values, spec.helm_values)
+    return deep_merge(values, spec.helm_values)
