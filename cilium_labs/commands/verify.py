@@ -121,7 +121,12 @@ def _cluster_options(fn: Any) -> Any:
 
 
 @click.command("verify")
-@click.option("--check", "checks", help="Comma-separated checks to run: health,tunnels,services (default: all).")
+@click.option(
+    "--check",
+    "checks",
+    help="Comma-separated checks: health,tunnels,services (the default), connectivity, encapsulation, preflight "
+    "(encapsulation and preflight need --lab: they use the lab's backend).",
+)
 @click.option("-o", "--output", type=click.Choice(_OUTPUTS), default="table", show_default=True, help="Report format.")
 @click.option("--wait", default=None, help="Poll until every check passes or this much time passed (5m, 90s).")
 @click.option("--interval", default="5s", show_default=True, help="Pause between polls with --wait.")
@@ -167,8 +172,14 @@ def verify(
     ns = namespace or (spec.cilium_namespace if spec is not None else "kube-system")
     cluster = Cluster(path, context)
     progress = _progress_printer(output == "table" or wait_s is not None)
+    backend = None
+    if lab:  # a lab's backend brings the capabilities the traffic checks need (node_exec, capture)
+        from ..lab import Lab
+
+        backend = Lab.open(lab).backend
     kwargs: dict[str, Any] = dict(
         spec=spec,
+        backend=backend,
         names=names,
         namespace=ns,
         concurrency=concurrency,

@@ -72,6 +72,8 @@ def test_run_kind_lab(flags: list[str], tmp_path: Path) -> None:
         assert res.returncode == 0, f"run failed:\n{res.stderr[-4000:]}\n{res.stdout[-4000:]}"
         report = json.loads(res.stdout[res.stdout.index("{") :])
         assert report.get("ok") is True, report
+        ran = {c["name"] for c in report["checks"] if not c["skipped"]}
+        assert {"health", "tunnels", "services", "connectivity", "encapsulation"} <= ran, ran
         assert name not in _kind_clusters(), "the lab must be gone after run with --keep never"
     finally:
         if name in _kind_clusters():  # never leave a cluster behind, whatever failed

@@ -134,3 +134,20 @@ def test_agents_list(fake: FakeCluster) -> None:
     data = json.loads(res.stdout)
     assert data["cilium_version"] == "1.16.3" and data["cli"] == "cilium-dbg"
     assert [a["node"] for a in data["agents"]] == fake.node_names
+
+
+def test_verify_with_lab_hands_the_lab_backend_to_capability_checks(tmp_path: Path) -> None:
+    """``--lab`` brings the backend: the capture check then names the backend that lacks the capability."""
+    from cilium_labs.lab import Lab
+    from cilium_labs.spec import LabSpec
+
+    lab = Lab(LabSpec(name="vl", backend="sim"), keep="always")
+    lab.up()
+    try:
+        lab.install(timeout_s=120)
+        res = CliRunner().invoke(verify, ["--lab", "vl", "--check", "health,encapsulation", "-o", "json"])
+        report = json.loads(res.output[res.output.index("{"):])
+        enc = next(c for c in report["checks"] if c["name"] == "encapsulation")
+        assert enc["skipped"] and "sim" in enc["skip_reason"] and "capture" in enc["skip_reason"]
+    finally:
+        lab.down()
