@@ -1,8 +1,10 @@
 """Kubernetes access through the ``kubernetes`` client: what the checks and the installer read and exec.
 
-One ``Cluster`` per kubeconfig. Reads share one API client; pod exec uses one API client per thread, because
-``kubernetes.stream.stream`` swaps ``api_client.call_api`` while it runs and is therefore not safe to share
-between threads (the checks exec into every agent at once).
+One ``Cluster`` per kubeconfig. Reads share one API client. Pod exec goes through ``_wsexec`` (the same websocket
+protocol and credentials, with one TLS context and session resumption for every thread) when the kubeconfig's user
+is a token or client certificate; otherwise through ``kubernetes.stream.stream`` with one API client per thread,
+because ``stream`` swaps ``api_client.call_api`` while it runs and is therefore not safe to share between threads
+(the checks exec into every agent at once).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL
 
+from ._wsexec import ExecRefused, ExecTransport
 from .errors import ClusterError, UsageError
 
 
@@ -45,6 +48,9 @@ class Cluster:
             raise UsageError(f"kubeconfig {self.kubeconfig} does not exist", fix="pass --kubeconfig PATH")
         self._local = threading.local()
         self.api_client = self._new_api_client()
+        self._transport: ExecTransport | None = ExecTransport.from_kubeconfig(
+            self.api_client.configuration, self.kubeconfig, context
+        )
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.discovery = client.DiscoveryV1Api(self.api_client)
@@ -220,6 +226,17 @@ class Cluster:
         API errors (pod gone, 5xx, 429) raise ``ClusterError`` carrying ``status`` so callers can retry; a
         command that ran and failed returns its exit code.
         """
+        if self._transport is not None:
+            try:
+                out = self._transport.exec(namespace, pod, container, argv, timeout=timeout)
+            except ExecRefused as exc:
+                # worded as kubernetes.stream's ApiException(status=0, reason=...) was, which callers parse
+                err = ClusterError(f"exec in {namespace}/{pod}: API answered 0 {exc}")
+                err.status = 0  # type: ignore[attr-defined]
+                raise err from exc
+            if not out.finished:
+                return PodExec(out.stdout, out.stderr, -1, f"no answer within {timeout:g}s")
+            return _exec_status(out.stdout, out.stderr, out.status)
         try:
             resp = stream(
                 self._exec_core().connect_get_namespaced_pod_exec,

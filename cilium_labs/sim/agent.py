@@ -10,6 +10,7 @@ EndpointSlices, its health view every node running an agent. Faults then bend ex
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import attrs
 
 from . import formats as fm
+from .faults import Fault
 from .model import NODE_NET4, NODE_NET6, SimCluster, SimNode
 
 
@@ -46,9 +48,20 @@ def _stable(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "big")
 
 
+@functools.lru_cache(maxsize=65536)
+def _stable_pair(a: str, b: str) -> int:
+    """``_stable(a, b)`` for names (every agent asks it of every peer, on every exec)."""
+    return _stable(a, b)
+
+
 def identity_for(labels: dict[str, str], namespace: str) -> int:
     """A security identity in Cilium's cluster-local range, stable for a label set."""
-    return 256 + _stable(namespace, sorted(labels.items())) % (65535 - 256)
+    return _identity(namespace, tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity(namespace: str, labels: tuple[tuple[str, str], ...]) -> int:
+    return 256 + _stable(namespace, list(labels)) % (65535 - 256)
 
 
 def _wrong_ip(cluster: SimCluster, salt: str) -> str:
@@ -72,6 +85,11 @@ def _has(cluster: SimCluster, kind: str, node: str, **match: Any) -> bool:
     return any(all(f.get(k) == v for k, v in match.items()) for f in cluster.faults_for(kind, node))
 
 
+def _faulted(faults: Sequence[Fault], kind: str, **match: Any) -> bool:
+    """``_has`` over faults already narrowed to one node."""
+    return any(f.kind == kind and all(f.get(k) == v for k, v in match.items()) for f in faults)
+
+
 ALL_PARTS = frozenset({"tunnels", "ipcache", "frontends", "health"})
 
 
@@ -92,26 +110,27 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
         agent_nodes = cluster.agent_nodes()
         peers = [n for n in cluster.nodes if n.name in agent_nodes]
         tunnel_mode = cfg.routing == "tunnel"
+        mine = [f for f in cluster.faults if f.node == node.name]  # this agent's faults (usually none)
 
         # tunnel map (and the ipcache CIDR entries that replace it in 1.18)
         remote: dict[str, tuple[list[str], str]] = {}
-        for m in peers:
-            if m.name == node.name or _has(cluster, "tunnel-missing", node.name, peer=m.name):
+        for m in peers if parts & {"tunnels", "ipcache"} else []:
+            if m.name == node.name or (mine and _faulted(mine, "tunnel-missing", peer=m.name)):
                 continue
             endpoint = m.tunnel_endpoint
-            if _has(cluster, "tunnel-wrong-endpoint", node.name, peer=m.name):
+            if mine and _faulted(mine, "tunnel-wrong-endpoint", peer=m.name):
                 endpoint = _wrong_ip(cluster, m.name)
             remote[m.name] = (list(m.cilium_cidrs), endpoint)
         stale: list[tuple[str, str]] = []
-        if cluster.faults_for("tunnel-stale", node.name):
+        if _faulted(mine, "tunnel-stale"):
             stale = [(c, _wrong_ip(cluster, "stale")) for c in _stale_node_cidrs(cluster)]
         tunnels: list[tuple[str, str]] = []
-        if tunnel_mode:
+        if tunnel_mode and "tunnels" in parts:
             for cidrs, endpoint in remote.values():
                 tunnels += [(c, endpoint) for c in cidrs]
             tunnels += stale
         datapath = getattr(cluster, "datapath", None)  # netns datapath hook: the kernel's routes are the map
-        if datapath is not None and tunnel_mode:
+        if datapath is not None and tunnel_mode and "tunnels" in parts:
             tunnels = datapath.tunnels(node.name)
 
         # ipcache
@@ -131,7 +150,7 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
             ipcache.append(("::/0", 2, "0.0.0.0"))
         for m in cluster.nodes if "ipcache" in parts else []:
             local = m.name == node.name
-            gone = not local and m.name not in remote and m in peers
+            gone = not local and m.name not in remote and m.name in agent_nodes
             for ip in m.ips:
                 ipcache.append((host(ip), 1 if local else 6, "0.0.0.0"))
             if gone:
@@ -158,25 +177,26 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
         # controllers
         controllers = []
         for name in BASE_CONTROLLERS:
-            controllers.append(fm.Controller(name=name, success_count=20 + _stable(node.name, name) % 400,
+            controllers.append(fm.Controller(name=name, success_count=20 + _stable_pair(node.name, name) % 400,
                                              last_success_ago_s=float(1 + _stable(name) % 50)))
-        if cluster.faults_for("controller-failing", node.name):
+        if _faulted(mine, "controller-failing"):
             health_ip = node.health_ips[0] if node.health_ips else node.ips[0]
             controllers = [c if c.name != "cilium-health-ep" else attrs.evolve(
                 c, failure_count=12, consecutive_failures=12, last_failure_ago_s=3.0, last_success_ago_s=1843.0,
                 last_failure_msg=f'Get "http://{fm._hostport(health_ip, 4240)}/hello": context deadline exceeded')
                 for c in controllers]
 
-        # health
+        # health (``status -o json`` and the maps do not print it)
         health = []
-        for m in peers:
-            blocked = _has(cluster, "health-unreachable", node.name, peer=m.name)
-            down = cluster.agent_down(m.name) and m.name != node.name
+        down_nodes = {f.node for f in cluster.faults if f.kind == "agent-down"}
+        for m in peers if "health" in parts else []:
+            blocked = bool(mine) and _faulted(mine, "health-unreachable", peer=m.name)
+            down = m.name in down_nodes and m.name != node.name
             health.append(fm.HealthPeer(
                 name=m.name if cfg.cluster_name == "default" else f"{cfg.cluster_name}/{m.name}",
-                host_ips=tuple(m.ips[:1] + m.ips[1:]), endpoint_ips=tuple(m.health_ips),
+                host_ips=tuple(m.ips), endpoint_ips=tuple(m.health_ips),
                 host_reachable=not blocked, endpoint_reachable=not (blocked or down), local=m.name == node.name,
-                latency_ns=200_000 + _stable(node.name, m.name) % 400_000))
+                latency_ns=200_000 + _stable_pair(node.name, m.name) % 400_000))
 
         return fm.AgentView(
             version=v, node=node.name, node_ips=tuple(node.ips), k8s_version="v" + ".".join(
@@ -191,6 +211,34 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
             health_checking=cfg.data.get("enable-health-checking", "true") == "true", ipam_mode=cfg.ipam,
             kpr_devices=(("eth0", tuple(node.ips)),), allocations=tuple(sorted(allocations)),
             seed=_stable(node.name, now.timestamp()))
+
+
+SERVICE_FAULTS = frozenset({"service-missing", "backend-missing", "backend-stale"})
+
+
+def service_list(cluster: SimCluster, node_name: str, *, as_json: bool) -> str:
+    """``service list`` on ``node_name``. Without kube-proxy replacement (whose NodePort frontends carry each
+    node's addresses) and without a service fault on the node, every agent's table is the same: it is rendered
+    once per cluster revision and shared (a 500-Service table takes tens of milliseconds to print)."""
+    with cluster.lock:
+        cluster.tick()
+        cfg = cluster.cilium
+        node = cluster.node(node_name)
+        if cfg is None:
+            raise RuntimeError("Cilium is not installed")
+        if node is None:
+            raise KeyError(node_name)
+        shared = not cfg.kpr_enabled and not any(f.kind in SERVICE_FAULTS and f.node == node_name
+                                                 for f in cluster.faults)
+        version = cfg.version_tuple
+
+        def render() -> str:
+            frontends = _frontends(cluster, node, cfg.kpr_enabled)
+            return fm.service_list_json(version, frontends) if as_json else fm.service_table(version, frontends)
+
+        if shared:
+            return cluster.render_cached(("service list", version, as_json), render)
+        return render()
 
 
 def _frontends(cluster: SimCluster, node: SimNode, kpr: bool) -> list[fm.Frontend]:
@@ -429,8 +477,7 @@ def run(cluster: SimCluster, node_name: str, argv: Sequence[str], *, seed: int |
             return ExecOutcome(f"Manage services & loadbalancers\n\nUsage:\n  {binary} service [command]\n")
         if not up:
             return _api_unreachable(v, "/v1/service")
-        view = build_view(cluster, node_name, parts=frozenset({"frontends"}))
-        return ExecOutcome(fm.service_json(view) if out_fmt == "json" else fm.service_text(view))
+        return ExecOutcome(service_list(cluster, node_name, as_json=out_fmt == "json"))
     # bpf
     rng_seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     if sub == ["tunnel", "list"] and v < (1, 18, 0):

@@ -17,8 +17,8 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -34,6 +34,7 @@ IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 NODE_NET4 = ipaddress.ip_network("172.18.0.0/16")
 NODE_NET6 = ipaddress.ip_network("fc00:c111::/64")
 CILIUM_NS = "kube-system"
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -189,6 +190,11 @@ class SimCluster:
         self.slice_names: dict[tuple[str, str, str], str] = {}
         self.frontend_ids: dict[tuple[str, int, str, str], int] = {}
         self._node_index: dict[str, list[tuple[str, str]]] | None = None
+        self.revision = 0
+        """Bumped by every change that can alter what the API or an agent shows: rendered agent outputs are
+        cached per revision (``render_cached``), so they are computed once however many agents print them."""
+        self._render_cache: dict[Hashable, Any] = {}
+        self._render_revision = -1
         self._dirty = True
         self._next_due = 0.0
         self.started = dt.datetime.now(dt.timezone.utc)
@@ -196,6 +202,25 @@ class SimCluster:
         self.faults: list[Fault] = parse_faults(faults, self.node_names())
         self._bootstrap()
         self.tick()
+
+    def _changed(self) -> None:
+        """Something was written: reconcile on the next ``tick`` and invalidate rendered outputs."""
+        self._dirty = True
+        self.revision += 1
+
+    def render_cached(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()`` computed once per revision for ``key`` (outputs every agent prints alike)."""
+        with self.lock:
+            if self._render_revision != self.revision:
+                self._render_cache.clear()
+                self._render_revision = self.revision
+            if key in self._render_cache:
+                return cast(T, self._render_cache[key])
+            revision = self.revision
+            value = make()
+            if self.revision == revision:  # ``make`` may tick; never keep what an older state produced
+                self._render_cache[key] = value
+            return value
 
     # -- nodes and bootstrap ---------------------------------------------------------------------------------
     def node_names(self) -> list[str]:
@@ -297,6 +322,7 @@ class SimCluster:
         meta.setdefault("uid", ob.new_uid(self.rng))
         meta.setdefault("creationTimestamp", ob.now_rfc3339())
         meta["resourceVersion"] = str(next(self.rv))
+        self.revision += 1
         obj["apiVersion"] = res.api_version
         obj["kind"] = res.kind
         return obj
@@ -310,6 +336,7 @@ class SimCluster:
 
     def _touch(self, obj: dict[str, Any]) -> None:
         obj["metadata"]["resourceVersion"] = str(next(self.rv))
+        self.revision += 1
 
     def _objects(self, key: str, namespace: str | None = None) -> list[dict[str, Any]]:
         items = self.store[key]
@@ -387,7 +414,7 @@ class SimCluster:
             meta = obj["metadata"]
             self._admit(key, obj)
             self._put(key, obj)
-            self._dirty = True
+            self._changed()
             self.tick()
             return clone(self.store[key][(ns, name)])
 
@@ -405,7 +432,7 @@ class SimCluster:
                 obj["status"] = cur["status"]
             self._stamp(res, obj, namespace)
             self.store[key][(namespace or "", name)] = obj
-            self._dirty = True
+            self._changed()
             self.tick()
             return clone(obj)
 
@@ -422,7 +449,7 @@ class SimCluster:
             if obj is None:
                 raise not_found(res, name)
             self._on_delete(key, obj)
-            self._dirty = True
+            self._changed()
             self.tick()
         if key in ("pods", "services", "namespaces", "nodes"):
             gone = clone(obj)
@@ -594,7 +621,7 @@ class SimCluster:
         parsed = parse_faults(faults, self.node_names())
         with self.lock:
             self.faults = parsed if replace else self.faults + [f for f in parsed if f not in self.faults]
-            self._dirty = True
+            self._changed()
             return list(self.faults)
 
     def faults_for(self, kind: str, node: str | None = None) -> list[Fault]:
@@ -614,6 +641,7 @@ class SimCluster:
             self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:
+        self.revision += 1  # time passed or something was written: readiness and endpoints may have moved
         due: list[float] = []
         for node, at in self.agent_ready_at.items():
             if node not in self.cni_ready_at:
@@ -1014,7 +1042,7 @@ class SimCluster:
             op.setdefault("metadata", {})["namespace"] = CILIUM_NS
             self._admit("apps/deployments", op)
             self._put("apps/deployments", op)
-            self._dirty = True
+            self._changed()
             self.tick()
 
     def uninstall_cilium(self) -> None:
@@ -1022,7 +1050,7 @@ class SimCluster:
         with self.lock:
             self._uninstall_cilium()
             self.cilium = None
-            self._dirty = True
+            self._changed()
             self.tick()
 
     def _uninstall_cilium(self) -> None:
