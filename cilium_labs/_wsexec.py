@@ -192,7 +192,11 @@ class ExecTransport:
         return protocol
 
     def _remember(self, sock: ssl.SSLSocket) -> None:
-        """Keep a session ticket for the next connection (the API server's handshake is the costly part)."""
+        """Keep a session ticket for the next connections (resuming halves the handshake's cost). Taken only
+        after a full handshake: reading it costs a millisecond (the ssl module copies it), and a ticket serves
+        until the server stops accepting it."""
+        if sock.session_reused:
+            return
         try:
             session = sock.session
         except (OSError, ValueError):
