@@ -41,6 +41,7 @@ from ..assets import asset_dir
 from ..cost import estimate
 from ..errors import BackendError, CiliumLabsError, PreflightError, SpecError, UsageError
 from ..spec import LabSpec
+from ..state import atomic_write
 from ..terraform import Terraform, TfEvent, describe_event
 from .base import Backend, ExecResult, Node, Plan, Progress, _silent
 
@@ -117,17 +118,6 @@ def find_credentials(environ: Mapping[str, str] | None = None, home: Path | None
         "no Google Cloud credentials for Terraform",
         fix="run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS to a key file)",
     )
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` readable by the owner only, atomically (a kubeconfig holds the cluster-admin key)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def rewrite_kubeconfig(text: str, server: str) -> str:
@@ -415,7 +405,7 @@ class GcpBackend(Backend):
         shutil.copy2(bootstrap.script_path(), boot / bootstrap.SCRIPT_NAME)
         expires = self._expires_at_value()
         tfvars = self.tfvars(admin_ranges=admin_ranges, expires_at=expires, ssh_public_key=public_key)
-        _write_private(self.workdir / TFVARS, json.dumps(tfvars, indent=2) + "\n")
+        atomic_write(self.workdir / TFVARS, json.dumps(tfvars, indent=2) + "\n")
         marker = {
             "lab": self.spec.name,
             "project": self.spec.gcp.project,
@@ -423,7 +413,7 @@ class GcpBackend(Backend):
             "zone": self.spec.gcp.zone,
             "expires_at": expires,
         }
-        _write_private(self.workdir / MARKER, json.dumps(marker, indent=2) + "\n")
+        atomic_write(self.workdir / MARKER, json.dumps(marker, indent=2) + "\n")
 
     def _load_outputs(self, tf: Terraform) -> None:
         out = tf.output()
@@ -434,7 +424,7 @@ class GcpBackend(Backend):
         self._ssh_user = str(out.get("ssh_user") or SSH_USER)
         self._api_external_ip = str(out["api_server_external_ip"]) if out.get("api_server_external_ip") else None
         self._cp_address = str(out["control_plane_address"]) if out.get("control_plane_address") else None
-        _write_private(self.nodes_cache, json.dumps(self.state(), indent=2) + "\n")
+        atomic_write(self.nodes_cache, json.dumps(self.state(), indent=2) + "\n")
 
     def _dump_before_destroy(self) -> None:
         """The VMs are about to go: keep their logs first, or the post-mortem has nothing to read."""
@@ -519,7 +509,7 @@ class GcpBackend(Backend):
         if res.returncode != 0:
             raise BackendError(f"could not read admin.conf on {cp.name}: {res.stderr.strip()[-200:]}")
         server = f"https://{self._api_external_ip or self._address(cp)}:{API_PORT}"
-        _write_private(self.kubeconfig_path, rewrite_kubeconfig(res.stdout, server))
+        atomic_write(self.kubeconfig_path, rewrite_kubeconfig(res.stdout, server))
         self.progress(f"kubeconfig written to {self.kubeconfig_path} (server {server})")
         return self.kubeconfig_path
 

@@ -46,6 +46,7 @@ from ..errors import (
     UsageError,
 )
 from ..spec import LabSpec
+from ..state import atomic_write
 from .base import Backend, ExecResult, Node, Plan, Progress, _silent
 from .vagrant_output import (
     MachineState,
@@ -216,7 +217,7 @@ class VagrantBackend(Backend):
         """Write the Vagrantfile copy and lab.json (lab.json 0600: it names key and script paths)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(asset("vagrant", "Vagrantfile"), self.work_dir / "Vagrantfile")
-        _write_private(self.lab_file, json.dumps(self._document(), indent=2) + "\n")
+        atomic_write(self.lab_file, json.dumps(self._document(), indent=2) + "\n")
 
     def _vagrant(self, *args: str, timeout: float = 300.0, check: bool = True) -> _run.Result:
         return _run.run(["vagrant", *args], timeout=timeout, check=check, env=self.vagrant_env(), cwd=self.work_dir)
@@ -348,7 +349,7 @@ class VagrantBackend(Backend):
                 fix=f"look at {BOOTSTRAP_LOG} on {cp} (cilium-labs logs)",
             )
         text = rewrite_kubeconfig(res.stdout, *self._api_endpoint())
-        _write_private(self.kubeconfig_path, text)
+        atomic_write(self.kubeconfig_path, text)
         return self.kubeconfig_path
 
     def _join_nodes(self) -> None:
@@ -678,14 +679,6 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
 
 
 def _tail(text: str, lines: int = 5) -> str:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..state import atomic_write
+
 
 @attrs.frozen
 class Pki:
@@ -141,12 +143,5 @@ def kubeconfig_text(pki: Pki, server: str, cluster_name: str) -> str:
 
 def write_private(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` with mode 0600 from the first byte (atomically replaced)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    atomic_write(Path(path), text)
+    return Path(path)
