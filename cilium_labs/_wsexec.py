@@ -183,7 +183,8 @@ class ExecTransport:
             raise ExecRefused(str(exc) or type(exc).__name__) from exc
         if isinstance(conn.sock, ssl.SSLSocket):
             self._remember(conn.sock)
-        accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()  # noqa: S324 (RFC 6455)
+        # SHA-1 because RFC 6455 defines the accept key with it (not a security use)
+        accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
         if headers.get("sec-websocket-accept", "") != accept:
             raise ExecRefused("Invalid WebSocket Header")
         protocol = headers.get("sec-websocket-protocol", "")

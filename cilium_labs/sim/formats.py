@@ -504,7 +504,7 @@ def health_json(view: AgentView) -> str:
             f'  "timestamp": {_enc(ts)}\n}}\n')
 
 
-_enc = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_enc = json.encoder.encode_basestring_ascii
 """How ``json.dumps`` (``ensure_ascii``) writes a string."""
 _SENTINEL_LATENCY = 987_654_321
 _SENTINEL_NOW = dt.datetime(1901, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
