@@ -239,7 +239,7 @@ class _Conn:
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(max(262144, want - len(self.buf)))
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise _Timeout() from None
             if not chunk:
                 raise ConnectionResetError("Connection to remote host was lost.")
