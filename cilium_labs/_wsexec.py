@@ -18,8 +18,13 @@ text; both raise ``ExecRefused``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import heapq
+import ipaddress
+import itertools
 import os
+import queue
 import socket
 import ssl
 import struct
@@ -31,6 +36,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
+import certifi
 import yaml
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -64,7 +70,7 @@ class ExecTransport:
 
     def __init__(self, host: str, *, token: str | None = None, ca_file: str | None = None,
                  cert_file: str | None = None, key_file: str | None = None, verify: bool = True,
-                 check_hostname: bool = True, server_name: str | None = None) -> None:
+                 check_hostname: bool = True, server_name: str | None = None, spares: bool = True) -> None:
         url = urlsplit(host)
         if url.scheme not in ("https", "http") or not url.hostname:
             raise ValueError(f"unsupported API server URL {host!r}")
@@ -73,18 +79,25 @@ class ExecTransport:
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
         self.host_header = url.netloc.rpartition("@")[2]
+        try:
+            self._ip: str | None = str(ipaddress.ip_address(self.hostname))
+        except ValueError:
+            self._ip = None
         self.token = token
         self.server_name = server_name or self.hostname
         self._session: ssl.SSLSession | None = None
         self._lock = threading.Lock()
+        self.spares = spares
+        """Make connections ahead of the execs that will use them (see ``_warm``)."""
+        self._spares: list[_Conn] = []
+        self._active = 0
+        self._warming = 0
         self.context: ssl.SSLContext | None = None
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             if verify:
-                if ca_file:
-                    ctx.load_verify_locations(cafile=ca_file)
-                else:
-                    ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+                # without a CA in the kubeconfig, kubernetes.stream trusts certifi's bundle: so does this
+                ctx.load_verify_locations(cafile=ca_file or certifi.where())
                 ctx.check_hostname = check_hostname
                 ctx.verify_mode = ssl.CERT_REQUIRED
             else:
@@ -135,35 +148,95 @@ class ExecTransport:
              stdout: bool = True, stderr: bool = True) -> ExecOutput:
         """Run ``argv`` and read the stream until the server closes it or ``timeout`` seconds have passed."""
         deadline = time.monotonic() + timeout
-        query = [("command", a) for a in argv] + [("container", container), ("stderr", _bool(stderr)),
-                                                  ("stdin", "false"), ("stdout", _bool(stdout)), ("tty", "false")]
         path = (f"{self.base_path}/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/exec?"
-                + urlencode(query))
-        conn = _Conn(self._connect(deadline), deadline)
+                + _query(tuple(argv), container, stdout, stderr))
+        conn = self._spare(deadline)
+        self._warm(+1)
         try:
-            protocol = self._upgrade(conn, path)
+            if conn is not None:
+                try:
+                    protocol = self._upgrade(conn, path)
+                except _Unanswered:  # the server dropped the idle connection before reading the request
+                    conn.close()
+                    conn = None
+            if conn is None:
+                conn = self._connect(deadline)
+                protocol = self._upgrade(conn, path)
             return _read_stream(conn, protocol)
+        except _Unanswered as exc:
+            raise ExecRefused(str(exc)) from exc
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+            self._warm(-1)
 
-    def _connect(self, deadline: float) -> socket.socket:
+    # -- spare connections -----------------------------------------------------------------------------------------
+    def _spare(self, deadline: float) -> _Conn | None:
+        """A connection made (TCP and TLS) while earlier execs waited for their agents, now watched until
+        ``deadline``; None when there is none."""
+        while True:
+            with self._lock:
+                if not self._spares:
+                    return None
+                conn = self._spares.pop()
+            if _WATCHDOG.claim(conn, deadline):
+                return conn
+            conn.close()  # it outlived SPARE_MAX_AGE_S
+
+    def _warm(self, delta: int) -> None:
+        """Count execs in flight and keep about as many spares (made or being made): each exec's successor on
+        the same thread then starts with its connection ready, the TLS handshake done off its critical path."""
+        with self._lock:
+            self._active += delta
+            if delta < 0 or not self.spares or len(self._spares) + self._warming >= self._active:
+                return
+            self._warming += 1
+        _MAKER.make(self)
+
+    def _make_spare(self) -> None:
         try:
-            sock = socket.create_connection((self.hostname, self.port), timeout=_left(deadline))
+            conn: _Conn | None = self._connect(time.monotonic() + SPARE_MAX_AGE_S)
+        except ExecRefused:
+            conn = None
+        if conn is not None and not _WATCHDOG.park(conn):
+            conn.close()
+            conn = None
+        with self._lock:
+            self._warming -= 1
+            if conn is not None:
+                self._spares.append(conn)
+
+    def _connect(self, deadline: float) -> _Conn:
+        """A connected (and TLS-wrapped) socket in blocking mode, watched until the deadline.
+
+        Blocking sockets make each read one call that releases the GIL once (a socket with a timeout polls
+        and retries, and OpenSSL reads a record's header and body separately: several hand-overs of the GIL
+        per record, each of which can wait for a busy thread). The deadline is kept by ``_WATCHDOG``.
+        """
+        try:
+            if self._ip is not None:
+                sock = socket.socket(socket.AF_INET6 if ":" in self._ip else socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(_left(deadline))
+                    sock.connect((self._ip, self.port))
+                except OSError:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((self.hostname, self.port), timeout=_left(deadline))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)
         except OSError as exc:
             raise ExecRefused(str(exc) or type(exc).__name__) from exc
+        conn = _Conn(sock, deadline)
+        if self.context is None:
+            return conn
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.context is None:
-                return sock
-            session = self._session
-            tls = self.context.wrap_socket(sock, server_hostname=self.server_name, session=session,
-                                           do_handshake_on_connect=False)
-            tls.settimeout(_left(deadline))
-            tls.do_handshake()
-            return tls
+            conn.sock = self.context.wrap_socket(sock, server_hostname=self.server_name, session=self._session)
         except (OSError, ValueError) as exc:
-            sock.close()
-            raise ExecRefused(str(exc) or type(exc).__name__) from exc
+            conn.close()
+            raise ExecRefused("timed out" if conn.expired else (str(exc) or type(exc).__name__)) from exc
+        return conn
 
     def _upgrade(self, conn: _Conn, path: str) -> str:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -173,17 +246,23 @@ class ExecTransport:
         if self.token:
             lines.append(f"Authorization: {self.token}")
         try:
-            conn.send(("\r\n".join(lines) + "\r\n\r\n").encode())
-            status, phrase, headers = conn.read_head()
+            try:
+                conn.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+                status, phrase, headers = conn.read_head()
+            except OSError as exc:
+                if conn.received:
+                    raise
+                raise _Unanswered(str(exc) or type(exc).__name__) from exc
+            if isinstance(conn.sock, ssl.SSLSocket):
+                self._remember(conn.sock)  # the ticket came with the first answer, whatever it says
             if status != 101:
                 body = conn.read_body(headers)
                 raise ExecRefused(f"Handshake status {status} {phrase} -+-+- {headers} -+-+- "
                                   f"{body.decode('utf-8', errors='replace') if body else None}")
         except (OSError, ValueError) as exc:
             raise ExecRefused(str(exc) or type(exc).__name__) from exc
-        if isinstance(conn.sock, ssl.SSLSocket):
-            self._remember(conn.sock)
-        # SHA-1 because RFC 6455 defines the accept key with it (not a security use)
+        except _Timeout:
+            raise ExecRefused("timed out") from None
         accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
         if headers.get("sec-websocket-accept", "") != accept:
             raise ExecRefused("Invalid WebSocket Header")
@@ -207,6 +286,14 @@ class ExecTransport:
                 self._session = session
 
 
+@functools.lru_cache(maxsize=256)
+def _query(argv: tuple[str, ...], container: str, stdout: bool, stderr: bool) -> str:
+    """The exec query string (cached: the same few commands run on every agent)."""
+    query = [("command", a) for a in argv] + [("container", container), ("stderr", _bool(stderr)),
+                                              ("stdin", "false"), ("stdout", _bool(stdout)), ("tty", "false")]
+    return urlencode(query)
+
+
 def _bool(flag: bool) -> str:
     return "true" if flag else "false"
 
@@ -219,30 +306,146 @@ class _Timeout(Exception):
     """The stream did not end before the deadline."""
 
 
+class _Unanswered(Exception):
+    """The connection failed before any answer to the upgrade request came back."""
+
+
+SPARE_MAX_AGE_S = 2.0
+"""How long a spare connection waits for an exec: well under any API server's timeout for a first request."""
+
+
+class _Watchdog:
+    """One daemon thread that shuts down the sockets of execs that outlive their deadline (their blocked read
+    then returns, and the exec reports that it did not finish in time)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Conn]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn: _Conn) -> None:
+        with self._cond:
+            self._push(conn)
+
+    def _push(self, conn: _Conn) -> None:
+        heapq.heappush(self._heap, (conn.deadline, next(self._seq), conn))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cilium-labs-exec-watchdog", daemon=True)
+            self._thread.start()
+        elif self._heap[0][2] is conn:
+            self._cond.notify()
+
+    def park(self, conn: _Conn) -> bool:
+        """Mark a freshly made spare idle (from then on the watchdog closes it outright when it gets too old);
+        False if it already expired while being made."""
+        with self._cond:
+            if conn.expired or conn.released:
+                return False
+            conn.idle = True
+            return True
+
+    def claim(self, conn: _Conn, deadline: float) -> bool:
+        """Take an idle (spare) connection for an exec ending by ``deadline``; False if it already expired."""
+        with self._cond:
+            if conn.expired or conn.released:
+                return False
+            conn.idle = False
+            conn.deadline = deadline
+            self._push(conn)
+            return True
+
+    def release(self, conn: _Conn) -> None:
+        """Stop watching (before the socket is closed: a shutdown never races a close)."""
+        with self._cond:
+            conn.released = True
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and (self._heap[0][2].released or self._heap[0][0] != self._heap[0][2].deadline):
+                    heapq.heappop(self._heap)  # done, or re-armed by ``claim``
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                _, _, conn = heapq.heappop(self._heap)
+                conn.expired = True
+                try:
+                    if conn.idle:  # a spare nobody took: nothing else touches it
+                        conn.sock.close()
+                    else:  # the socket itself, not the TLS layer: the reading thread still owns that
+                        socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Maker:
+    """One daemon thread that makes spare connections for every transport (connect, TLS handshake)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[ExecTransport] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def make(self, transport: ExecTransport) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cilium-labs-exec-spares", daemon=True)
+                self._thread.start()
+        self._queue.put(transport)
+
+    def _run(self) -> None:
+        while True:
+            self._queue.get()._make_spare()
+
+
+_WATCHDOG = _Watchdog()
+_MAKER = _Maker()
+
+
 class _Conn:
-    """A socket with a read buffer and a deadline."""
+    """A blocking socket with a read buffer, watched by ``_WATCHDOG`` until ``close``."""
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.deadline = deadline
         self.buf = bytearray()
+        self.received = 0
+        self.expired = False
+        self.released = False
+        self.idle = False
+        """A spare no exec has claimed yet (the watchdog closes it when it gets too old)."""
+        _WATCHDOG.watch(self)
 
     def send(self, data: bytes) -> None:
-        self.sock.settimeout(_left(self.deadline))
-        self.sock.sendall(data)
+        if self.expired:
+            raise _Timeout()
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            if self.expired:
+                raise _Timeout() from None
+            raise
 
     def _fill(self, want: int) -> None:
         while len(self.buf) < want:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
+            if self.expired:
                 raise _Timeout()
-            self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(max(262144, want - len(self.buf)))
-            except TimeoutError:
-                raise _Timeout() from None
+            except OSError:
+                if self.expired:
+                    raise _Timeout() from None
+                raise
             if not chunk:
+                if self.expired:
+                    raise _Timeout()
                 raise ConnectionResetError("Connection to remote host was lost.")
+            self.received += len(chunk)
             self.buf += chunk
 
     def take(self, n: int) -> bytes:
@@ -297,6 +500,7 @@ class _Conn:
             raise TimeoutError("timed out") from None
 
     def close(self) -> None:
+        _WATCHDOG.release(self)
         try:
             self.sock.close()
         except OSError:
@@ -328,10 +532,13 @@ def _read_stream(conn: _Conn, protocol: str) -> ExecOutput:
                 continue
             if opcode == _OP_PONG:
                 continue
-            message += payload
             if not fin:
+                message += payload
                 continue
-            data, message = bytes(message), bytearray()
+            if message:
+                data, message = bytes(message + payload), bytearray()
+            else:
+                data = payload
             if not data:
                 continue
             channel = data[0]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import json
 import re
 from typing import Any
@@ -54,7 +55,15 @@ def health(text: str) -> dict[str, Any]:
     Every agent reports on every node, and once the probe timings (latency, last probed) are set aside (the
     normalized shape has none) a healthy cluster's reports of one node are the same from every agent: each
     distinct node entry is parsed once (cached), and the report is assembled from them as the parser would.
+    Whole reports that differ only in those timings, the local node's name and the report's timestamp are
+    recognised without decoding them again (see ``_health_key``).
     """
+    key, local_json = _health_key(text)
+    seen = _SEEN_REPORTS.get(key) if key is not None else None
+    if seen is not None and local_json is not None:
+        name = json.loads(local_json)
+        local = str(name) if name else None
+        return _health_report(local, *seen)
     try:
         data = json.loads(text)
     except ValueError:
@@ -68,16 +77,76 @@ def health(text: str) -> dict[str, Any]:
     ):
         return parse.parse_health(_compact(text)).to_dict()
     local = str(local_in["name"]) if local_in and local_in.get("name") else None
+    parsed = [_health_node_of(n) for n in nodes_in]
+    names = [str(n["name"]) for n in nodes_in]
+    if key is not None:
+        if len(_SEEN_REPORTS) >= 256:
+            _SEEN_REPORTS.clear()
+        _SEEN_REPORTS[key] = (parsed, names)
+    return _health_report(local, parsed, names)
+
+
+def _health_report(local: str | None, parsed: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     nodes = []
-    for n in nodes_in:
-        node = dict(_health_node(json.dumps(_no_latency(n), sort_keys=True, separators=(",", ":"))))
-        node["local"] = local is not None and str(n["name"]) == local
+    for node_in, name in zip(parsed, names, strict=True):
+        node = dict(node_in)
+        node["local"] = local is not None and name == local
         nodes.append(node)
     return {"local": local, "reachable": sum(1 for n in nodes if n["reachable"]), "total": len(nodes), "nodes": nodes}
 
 
+_J_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
+_HEALTH_HEAD = re.compile(r'\s*\{\s*"local"\s*:\s*\{\s*"name"\s*:\s*(' + _J_STRING + r")\s*\}\s*,")
+_HEALTH_TAIL = re.compile(r',\s*"timestamp"\s*:\s*' + _J_STRING + r"\s*\}\s*\Z")
+_HEALTH_TIMING = re.compile(
+    r'"la(?:tency": -?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|stProbed": "[0-9TZ:.+-]{1,40}")'
+)
+"""A probe's latency (a JSON number) or probe time (a timestamp: a JSON string of digits and ``TZ:.+-``), as
+agents print them."""
+_SEEN_REPORTS: dict[str, tuple[list[dict[str, Any]], list[str]]] = {}
+
+
+def _health_key(text: str) -> tuple[str | None, str | None]:
+    """What a health report says once its probe timings, local node name and timestamp are set aside, and its
+    local name (a JSON string); (None, None) when the report cannot be keyed this way.
+
+    ``{"local": {"name": NAME}, <middle>, "timestamp": TIME}``: the key is the middle with every latency and
+    probe time (key and value) replaced by the marker ``"la#``. Texts holding a ``#`` or an escaped quote are
+    not keyed: every quote is then a string delimiter, so the pattern only ever matches a member (a string
+    that closed before ``latency": `` would not be JSON) and markers only ever come from replacements. Two texts
+    with one key are therefore the same JSON document but for those values, which are valid JSON: they decode
+    alike, and parse alike once the timings are dropped, as ``_no_latency`` drops them.
+    """
+    if "#" in text or '\\"' in text:
+        return None, None
+    head = _HEALTH_HEAD.match(text)
+    if head is None:
+        return None, None
+    tail = _HEALTH_TAIL.search(text, max(head.end(), len(text) - 256))
+    if tail is None:
+        return None, None
+    return _HEALTH_TIMING.sub('"la#', text[head.end() : tail.start()]), head.group(1)
+
+
 _PROBE_TIMING = frozenset({"latency", "lastProbed"})
 """What changes with every probe and is not in the normalized shape."""
+_TIMING_FIELD = re.compile(r'"(?:latency|lastProbed)":(?:"(?:[^"\\]|\\.)*"|[^,}\]]*),?')
+"""A ``_PROBE_TIMING`` member and its value in compact JSON (keys are the only strings followed by a colon)."""
+_SEEN_NODES: dict[str, dict[str, Any]] = {}
+
+
+def _health_node_of(n: dict[str, Any]) -> dict[str, Any]:
+    """``_health_node`` of one node entry, looked up by the entry's compact JSON with the probe timings cut out
+    (one C-level dump and one regex pass, instead of copying the entry without them in Python). Only timing
+    fields are cut, so entries that share a key parse alike."""
+    key = _TIMING_FIELD.sub("", json.dumps(n, sort_keys=True, separators=(",", ":")))
+    node = _SEEN_NODES.get(key)
+    if node is None:
+        node = _health_node(json.dumps(_no_latency(n), sort_keys=True, separators=(",", ":")))
+        if len(_SEEN_NODES) >= 65536:
+            _SEEN_NODES.clear()
+        _SEEN_NODES[key] = node
+    return node
 
 
 def _no_latency(obj: Any) -> Any:
@@ -109,15 +178,14 @@ def ipcache_entries(text: str) -> list[dict[str, Any]]:
         data = json.loads(text)
     except ValueError:
         data = None
-    if not isinstance(data, dict) or not all(
-        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in data.values()
-    ):
+    if (
+        not isinstance(data, dict)
+        or not set(map(type, data.values())) <= {list}
+        or not set(map(type, itertools.chain.from_iterable(data.values()))) <= {str}
+    ):  # not a map of string lists (decoded JSON has exact types): the parser says what it makes of it
         return list(parse.parse_ipcache(_compact(text)).to_dict()["entries"])
-    out: list[dict[str, Any]] = []
-    for key, values in data.items():
-        for value in values:
-            out += _ipcache_entry(key, value)
-    return out
+    entry = _ipcache_entry
+    return [e for key, values in data.items() for value in values for e in entry(key, value)]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -132,7 +200,16 @@ Index = dict[Key, dict[Addr, str]]
 
 
 def service_index(text: str, *, with_proto: bool) -> Index:
-    """``service list`` output straight to frontends and their backends' states (the fast path when it can)."""
+    """``service list`` output straight to frontends and their backends' states (the fast path when it can).
+
+    Agents that agree print the same table, so a table is read once and the index shared (callers must not
+    modify it); a table that cannot be read raises every time.
+    """
+    return _service_index(text, with_proto)
+
+
+@functools.lru_cache(maxsize=8)
+def _service_index(text: str, with_proto: bool) -> Index:
     fast = _index_fast(text, with_proto)
     if fast is not None:
         return fast

@@ -48,6 +48,11 @@ def _stable(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "big")
 
 
+@functools.lru_cache(maxsize=1024)
+def _stable_one(a: str) -> int:
+    return _stable(a)
+
+
 @functools.lru_cache(maxsize=65536)
 def _stable_pair(a: str, b: str) -> int:
     """``_stable(a, b)`` for names (every agent asks it of every peer, on every exec)."""
@@ -178,7 +183,7 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
         controllers = []
         for name in BASE_CONTROLLERS:
             controllers.append(fm.Controller(name=name, success_count=20 + _stable_pair(node.name, name) % 400,
-                                             last_success_ago_s=float(1 + _stable(name) % 50)))
+                                             last_success_ago_s=float(1 + _stable_one(name) % 50)))
         if _faulted(mine, "controller-failing"):
             health_ip = node.health_ips[0] if node.health_ips else node.ips[0]
             controllers = [c if c.name != "cilium-health-ep" else attrs.evolve(
@@ -211,6 +216,131 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
             health_checking=cfg.data.get("enable-health-checking", "true") == "true", ipam_mode=cfg.ipam,
             kpr_devices=(("eth0", tuple(node.ips)),), allocations=tuple(sorted(allocations)),
             seed=_stable(node.name, now.timestamp()))
+
+
+TUNNEL_FAULTS = frozenset({"tunnel-missing", "tunnel-wrong-endpoint", "tunnel-stale"})
+
+
+def ipcache_json(cluster: SimCluster, node_name: str) -> str:
+    """``bpf ipcache list -o json`` on ``node_name``: what ``build_view`` and ``ipcache_json`` print, from a table
+    of every entry built once per cluster revision (each agent's map is the same entries, with its own node's
+    and pods' in their local form), unless a tunnel fault bends this agent's view."""
+    with cluster.lock:
+        cluster.tick()
+        cfg = cluster.cilium
+        if cfg is None:
+            raise RuntimeError("Cilium is not installed")
+        if cluster.node(node_name) is None:
+            raise KeyError(node_name)
+        if not any(f.node == node_name and f.kind in TUNNEL_FAULTS for f in cluster.faults):
+            table = cluster.render_cached(("ipcache", cfg.version_tuple), lambda: _IpcacheTable.build(cluster))
+            if table.rows is not None:
+                return table.render(node_name)
+        return fm.ipcache_json(build_view(cluster, node_name, parts=frozenset({"ipcache"})))
+
+
+@attrs.frozen
+class _IpcacheTable:
+    """Every ipcache entry of the cluster with its owner (the node it is local to; None for the world entries)
+    and its two forms: as the owner's agent prints it and as any other agent does (None: others do not list it).
+    ``rows`` are the rendered members of the JSON map in key order, or None when two owners share a prefix
+    (then each agent's map is built on its own)."""
+
+    rows: tuple[tuple[str | None, str, str | None], ...] | None
+
+    @classmethod
+    def build(cls, cluster: SimCluster) -> _IpcacheTable:
+        cfg = cluster.cilium
+        assert cfg is not None
+        v = cfg.version_tuple
+        tunnel_mode = cfg.routing == "tunnel"
+        agent_nodes = cluster.agent_nodes()
+        entries: list[tuple[str, str | None, tuple[int, str] | None, tuple[int, str] | None]] = []
+
+        def host(ip: str) -> str:
+            return f"{ip}/{128 if ':' in ip else 32}"
+
+        if cfg.ipv4:
+            entries.append(("0.0.0.0/0", None, (2, "0.0.0.0"), (2, "0.0.0.0")))
+        if cfg.ipv6:
+            entries.append(("::/0", None, (2, "0.0.0.0"), (2, "0.0.0.0")))
+        for m in cluster.nodes:
+            ep = m.tunnel_endpoint if tunnel_mode else "0.0.0.0"
+            entries += [(host(ip), m.name, (1, "0.0.0.0"), (6, "0.0.0.0")) for ip in m.ips]
+            entries += [(host(ip), m.name, (1, "0.0.0.0"), (6, ep)) for ip in m.router_ips]
+            entries += [(host(ip), m.name, (4, "0.0.0.0"), (4, ep)) for ip in m.health_ips]
+            if tunnel_mode and v >= (1, 18, 0):
+                entries += [(c, m.name, None, (2, ep)) for c in m.cilium_cidrs]
+        for pod in cluster._objects("pods"):
+            rt = cluster.pod_runtime(pod["metadata"]["namespace"], pod["metadata"]["name"])
+            if rt is None or rt.host_network or not rt.ips or rt.node is None:
+                continue
+            ident = identity_for(pod["metadata"].get("labels") or {}, pod["metadata"]["namespace"])
+            owner = cluster.node(rt.node)
+            ep = owner.tunnel_endpoint if owner is not None and tunnel_mode else "0.0.0.0"
+            remote = (ident, ep) if rt.node in agent_nodes else None
+            entries += [(host(ip), rt.node, (ident, "0.0.0.0"), remote) for ip in rt.ips]
+        by_prefix: dict[str, list[tuple[str | None, tuple[int, str] | None, tuple[int, str] | None]]] = {}
+        for prefix, owner_name, local, others in entries:
+            by_prefix.setdefault(prefix, []).append((owner_name, local, others))
+        short = fm.short(v)
+        rows: list[tuple[str | None, str, str | None]] = []
+        for prefix in sorted(by_prefix):
+            group = by_prefix[prefix]
+            owners = {o for o, _, _ in group}
+            if len(owners) > 1:
+                return cls(None)
+            local_values = [fm.ipcache_value(i, e, short) for _, form, _ in group if form for i, e in [form]]
+            other_values = [fm.ipcache_value(i, e, short) for _, _, form in group if form for i, e in [form]]
+            rows.append((group[0][0], fm.json_map_entry(prefix, local_values) if local_values else "",
+                         fm.json_map_entry(prefix, other_values) if other_values else None))
+        return cls(tuple(rows))
+
+    def render(self, node: str) -> str:
+        assert self.rows is not None
+        members = [mine if owner == node else others for owner, mine, others in self.rows]
+        return fm.json_map_text([m for m in members if m])
+
+
+def health_json(cluster: SimCluster, node_name: str, *, now: dt.datetime | None = None) -> str:
+    """``cilium-health status -o json`` on ``node_name``: ``fm.health_json`` of its ``build_view``, with every
+    peer's entry from a template made once per cluster revision (only the latencies are the agent's own),
+    unless a fault makes a peer unreachable."""
+    with cluster.lock:
+        cluster.tick()
+        cfg = cluster.cilium
+        if cfg is None:
+            raise RuntimeError("Cilium is not installed")
+        if cluster.node(node_name) is None:
+            raise KeyError(node_name)
+        now = now or dt.datetime.now(dt.timezone.utc)
+        if not any(f.kind == "agent-down" or (f.kind == "health-unreachable" and f.node == node_name)
+                   for f in cluster.faults):
+            table = cluster.render_cached(("health", cfg.version_tuple), lambda: _health_templates(cluster))
+            if table is not None:
+                return fm.health_json_from(node_name, now, [
+                    (tpl, 200_000 + _stable_pair(node_name, peer) % 400_000) for peer, tpl in table])
+        view = build_view(cluster, node_name, now=now, parts=frozenset({"health"}))
+    return fm.health_json(view)
+
+
+def _health_templates(cluster: SimCluster) -> tuple[tuple[str, str], ...] | None:
+    """(peer node, its entry's template) for every node with an agent, as ``build_view`` lists them when
+    nothing is unreachable; None if a template cannot be made."""
+    cfg = cluster.cilium
+    assert cfg is not None
+    v = fm.short(cfg.version_tuple)
+    agent_nodes = cluster.agent_nodes()
+    out = []
+    for m in cluster.nodes:
+        if m.name not in agent_nodes:
+            continue
+        name = m.name if cfg.cluster_name == "default" else f"{cfg.cluster_name}/{m.name}"
+        tpl = fm._peer_template(v, name, tuple(m.ips), tuple(m.health_ips), True, True)
+        if tpl is None:
+            return None
+        out.append((m.name, tpl))
+    return tuple(out)
 
 
 SERVICE_FAULTS = frozenset({"service-missing", "backend-missing", "backend-stale"})
@@ -484,9 +614,9 @@ def run(cluster: SimCluster, node_name: str, argv: Sequence[str], *, seed: int |
         view = build_view(cluster, node_name, parts=frozenset({"tunnels"}))
         return ExecOutcome(fm.tunnel_json(view) if out_fmt == "json" else fm.tunnel_text(view, rng_seed))
     if sub == ["ipcache", "list"]:
-        view = build_view(cluster, node_name, parts=frozenset({"ipcache"}))
         if out_fmt == "json":
-            return ExecOutcome(fm.ipcache_json(view))
+            return ExecOutcome(ipcache_json(cluster, node_name))
+        view = build_view(cluster, node_name, parts=frozenset({"ipcache"}))
         out, err = fm.ipcache_text(view, rng_seed)
         return ExecOutcome(out, err, 0)
     # cobra: a non-runnable parent with unknown args prints its help and exits 0 (how 1.18+ answers
@@ -510,8 +640,8 @@ def _health(cluster: SimCluster, node_name: str, binary: str, args: _Args, up: b
         return ExecOutcome("", 'Error: Cannot get status: Get "http://localhost/v1beta/status": dial unix '
                                "/var/run/cilium/health.sock: connect: no such file or directory\n"
                                "Is the agent running?\n", 1)
-    view = build_view(cluster, node_name, parts=frozenset({"health"}))
     if args.flags.get("-o") == "json":
-        return ExecOutcome(fm.health_json(view))
+        return ExecOutcome(health_json(cluster, node_name))
+    view = build_view(cluster, node_name, parts=frozenset({"health"}))
     return ExecOutcome(fm.health_text(view, verbose="--verbose" in args.flags or "-v" in args.flags,
                                       succinct="--succinct" in args.flags))

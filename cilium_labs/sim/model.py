@@ -190,6 +190,10 @@ class SimCluster:
         self.slice_names: dict[tuple[str, str, str], str] = {}
         self.frontend_ids: dict[tuple[str, int, str, str], int] = {}
         self._node_index: dict[str, list[tuple[str, str]]] | None = None
+        self._nodes_by_name: dict[str, SimNode] = {}
+        self._pending_services: set[tuple[str, str]] = set()
+        self._status_inputs: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._node_ready_seen: dict[str, tuple[bool, str]] = {}
         self.revision = 0
         """Bumped by every change that can alter what the API or an agent shows: rendered agent outputs are
         cached per revision (``render_cached``), so they are computed once however many agents print them."""
@@ -227,7 +231,9 @@ class SimCluster:
         return [n.name for n in self.nodes]
 
     def node(self, name: str) -> SimNode | None:
-        return next((n for n in self.nodes if n.name == name), None)
+        if len(self._nodes_by_name) != len(self.nodes):
+            self._nodes_by_name = {n.name: n for n in self.nodes}
+        return self._nodes_by_name.get(name)
 
     def _make_nodes(self, count: int | None) -> list[SimNode]:
         names = node_names(self.spec, count)
@@ -353,6 +359,14 @@ class SimCluster:
 
     def list_objects(self, key: str, namespace: str | None = None, *, label_selector: str = "",
              field_selector: str = "") -> list[dict[str, Any]]:
+        with self.lock:
+            return [clone(o) for o in self.select(key, namespace, label_selector=label_selector,
+                                                  field_selector=field_selector)]
+
+    def select(self, key: str, namespace: str | None = None, *, label_selector: str = "",
+               field_selector: str = "") -> list[dict[str, Any]]:
+        """The stored objects a list returns, sorted, *not* copied: hold ``lock`` until done reading them (the
+        server serializes them straight away instead of copying a thousand EndpointSlices first)."""
         res = BY_KEY[key]
         try:
             by_label = parse_label_selector(label_selector)
@@ -361,7 +375,7 @@ class SimCluster:
             raise ApiError(400, "BadRequest", str(exc)) from None
         with self.lock:
             self.tick()
-            out = [clone(o) for o in self._objects(key, namespace)
+            out = [o for o in self._objects(key, namespace)
                    if by_label((o.get("metadata") or {}).get("labels") or {}) and by_field(o)]
         out.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return out
@@ -414,7 +428,13 @@ class SimCluster:
             meta = obj["metadata"]
             self._admit(key, obj)
             self._put(key, obj)
-            self._changed()
+            if key == "services" and not self._dirty:
+                # a new Service changes nothing but its own endpoints: reconcile just those (creating 500
+                # Services must not re-run every controller 500 times)
+                self._pending_services.add((ns, name))
+                self.revision += 1
+            else:
+                self._changed()
             self.tick()
             return clone(self.store[key][(ns, name)])
 
@@ -636,8 +656,13 @@ class SimCluster:
         with self.lock:
             now = self.clock()
             if not self._dirty and now < self._next_due:
+                if self._pending_services:
+                    pending, self._pending_services = self._pending_services, set()
+                    self.revision += 1
+                    self._reconcile_endpoints(only=pending)
                 return
             self._dirty = False
+            self._pending_services.clear()
             self._reconcile(now)
 
     def _reconcile(self, now: float) -> None:
@@ -831,10 +856,15 @@ class SimCluster:
                     else:
                         due.append(start)
             ready = self._pod_ready(rt, now, due)
-            new_status = _pod_status(pod, rt, node, ready, self.agent_down(rt.node or "") and rt.agent)
+            crashing = rt.agent and self.agent_down(rt.node or "")
+            inputs = (pod["metadata"]["resourceVersion"], rt.node, rt.started_at, tuple(rt.ips), ready, crashing)
+            if self._status_inputs.get((ns, name)) == inputs:
+                continue  # same pod, same facts: the status it was given still holds
+            new_status = _pod_status(pod, rt, node, ready, crashing)
             if new_status != pod.get("status"):
                 pod["status"] = new_status
                 self._touch(pod)
+            self._status_inputs[(ns, name)] = (pod["metadata"]["resourceVersion"], *inputs[1:])
 
     def _pod_ready(self, rt: PodRuntime, now: float, due: list[float]) -> bool:
         if rt.started_at is None or rt.node is None:
@@ -902,22 +932,37 @@ class SimCluster:
             self._touch(obj)
 
     # -- endpoints --------------------------------------------------------------------------------------------
-    def _reconcile_endpoints(self) -> None:
+    def _reconcile_endpoints(self, only: set[tuple[str, str]] | None = None) -> None:
+        """EndpointSlices and Endpoints of every Service (or of the ``only`` ones, just created)."""
         live: set[tuple[str, str]] = {("default", "kubernetes")}
-        for svc in self._objects("services"):
+        if only is None:
+            services = self._objects("services")
+        else:
+            services = [self.store["services"][k] for k in sorted(only) if k in self.store["services"]]
+        running: dict[str, list[dict[str, Any]]] = {}
+        selected: dict[tuple[str, tuple[tuple[str, Any], ...]], list[dict[str, Any]]] = {}
+        for svc in services:
             selector = svc["spec"].get("selector")
             if not selector:
                 continue
             ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-            pods = [p for p in self._objects("pods", ns)
-                    if p.get("status", {}).get("podIPs") and not p["metadata"].get("deletionTimestamp")
-                    and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
-            pods.sort(key=lambda p: p["metadata"]["name"])
+            memo = (ns, tuple(sorted(selector.items())))  # Services sharing a selector share its pods
+            if memo not in selected:
+                if ns not in running:
+                    running[ns] = [p for p in self._objects("pods", ns) if p.get("status", {}).get("podIPs")
+                                   and not p["metadata"].get("deletionTimestamp")]
+                chosen = [p for p in running[ns]
+                          if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+                chosen.sort(key=lambda p: p["metadata"]["name"])
+                selected[memo] = chosen
+            pods = selected[memo]
             families = [4 if f == "IPv4" else 6 for f in svc["spec"].get("ipFamilies") or ["IPv4"]]
             ports = [_slice_port(p, pods) for p in svc["spec"].get("ports") or []]
             for fam in families:
-                slice_name = self.slice_names.setdefault((ns, name, f"IPv{fam}"),
-                                                         f"{name}-{ob.rand_suffix(self.rng)}")
+                slice_key = (ns, name, f"IPv{fam}")
+                if slice_key not in self.slice_names:
+                    self.slice_names[slice_key] = f"{name}-{ob.rand_suffix(self.rng)}"
+                slice_name = self.slice_names[slice_key]
                 live.add((ns, slice_name))
                 endpoints = []
                 for p in pods:
@@ -967,6 +1012,8 @@ class SimCluster:
                 ep["subsets"] = subsets
                 self._touch(ep)
             live.add((ns, name))
+        if only is not None:
+            return  # nothing else changed: no slice became stale
         for key in ("discovery.k8s.io/endpointslices",):
             for k in [k for k in self.store[key] if k not in live]:
                 del self.store[key][k]
@@ -975,12 +1022,18 @@ class SimCluster:
         for n in self.nodes:
             obj = self.store["nodes"][("", n.name)]
             ready = n.name in self.cni_ready_at
-            since = self.node_ready_since.setdefault(f"{n.name}:{ready}", ob.now_rfc3339())
+            if self._node_ready_seen.get(n.name) == (ready, obj["metadata"]["resourceVersion"]):
+                continue  # neither readiness nor the object changed since its conditions were set
+            key = f"{n.name}:{ready}"
+            if key not in self.node_ready_since:
+                self.node_ready_since[key] = ob.now_rfc3339()
+            since = self.node_ready_since[key]
             conds = ob.node_conditions(ready, since)
             old = obj["status"].get("conditions") or []
             if [(c["type"], c["status"]) for c in old] != [(c["type"], c["status"]) for c in conds]:
                 obj["status"]["conditions"] = conds
                 self._touch(obj)
+            self._node_ready_seen[n.name] = (ready, obj["metadata"]["resourceVersion"])
 
     # -- Cilium --------------------------------------------------------------------------------------------------
     def install_cilium(self, cfg: CiliumConfig) -> None:

@@ -35,12 +35,17 @@ class Pki:
     token: str
 
     def server_context(self) -> ssl.SSLContext:
-        """An SSL context serving the certificate (the stdlib wants files, so a private temp dir is used)."""
+        """An SSL context serving the certificate (the stdlib wants files, so a private temp dir is used).
+
+        Like kube-apiserver with kubeadm's ``apiserver.crt``, it serves the leaf certificate alone: clients
+        trust the cluster CA from their kubeconfig. One session ticket per handshake is enough for clients that
+        resume (each exec is a new connection)."""
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.num_tickets = 1
         with tempfile.TemporaryDirectory(prefix="cilium-labs-sim-") as tmp:
             cert = Path(tmp) / "tls.crt"
             key = Path(tmp) / "tls.key"
-            cert.write_bytes(self.cert_pem + self.ca_pem)
+            cert.write_bytes(self.cert_pem)
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(self.key_pem)
