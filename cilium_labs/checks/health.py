@@ -230,11 +230,14 @@ FLAKY_MIN_RETRIES = 3
 
 def responsiveness_findings(records: list[ExecRecord]) -> list[Finding]:
     """What the whole verify run saw of the cluster's responsiveness: agents much slower than their peers, and an
-    API that needed retries. Retries of an agent that never answered are that agent's finding, not the API's."""
+    API that needed retries. Retries of an agent that never answered at all are that agent's finding, not the
+    API's."""
     findings: list[Finding] = []
     answered = [r for r in records if r.answered]
-    retried = sum(r.retries for r in answered)
-    attempts = sum(r.retries + 1 for r in answered)
+    alive = {r.node for r in answered}
+    counted = [r for r in records if r.node in alive]  # an agent that never answered is down, not the API
+    retried = sum(r.retries for r in counted)
+    attempts = sum(r.retries + 1 for r in counted)
     if attempts and retried >= FLAKY_MIN_RETRIES and retried / attempts > FLAKY_SHARE:
         findings.append(
             Finding(

@@ -82,7 +82,7 @@ async def _serve(spec: LabSpec, count: int | None, *, faults: tuple[str, ...], e
 
         bridge = NetnsBridge(cluster)
         await asyncio.get_running_loop().run_in_executor(None, bridge.start)
-    server = SimServer(cluster, port=port, exec_latency_ms=exec_latency_ms, seed=seed)
+    server = SimServer(cluster, port=port, exec_latency_ms=exec_latency_ms)
     try:
         await server.start()
     except BaseException:

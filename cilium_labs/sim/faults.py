@@ -8,6 +8,8 @@ adds ``port-blocked`` and ``underlay-mtu``); the simulated agents look faults up
 from __future__ import annotations
 
 import re
+import threading
+import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -185,6 +187,30 @@ register("health-unreachable", [NODE, PEER], "NODE's cilium-health cannot reach 
 register("agent-down", [NODE], "the agent container on NODE is not running (exec fails, pod not ready)")
 register("agent-slow", [NODE, Param("seconds", seconds_param, "SECONDS")], "every exec on NODE takes SECONDS more")
 register("api-flaky", [Param("rate", rate_param, "RATE")], "a share of API requests is answered 500 or 429")
+
+
+class FailureSpread:
+    """Which requests an ``api-flaky:RATE`` fault fails: exactly RATE of the requests to each URL, spread evenly.
+
+    A coin toss per request made the fault, and every test built on it, a lottery: at rate 0.5 a read failed all
+    four of a client's attempts one run in sixteen. Here the n-th request to a URL fails when ``n * rate`` (shifted
+    by a per-URL phase, so the first request to half the URLs fails at 0.5) crosses a whole number. The share is
+    exact, the same URLs fail on every run, and up to rate 0.5 no request fails twice in a row, so a client that
+    retries once always gets through, as a client of a flaky but working API server does. Above 0.5, failures run
+    back to back, which is what such a rate means.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def fails(self, key: str, rate: float) -> bool:
+        """Count one request to ``key`` (method and URL) and say whether the fault answers it with an error."""
+        with self._lock:
+            n = self._seen.get(key, 0)
+            self._seen[key] = n + 1
+        phase = zlib.crc32(key.encode()) / 2**32
+        return int((n + 1) * rate + phase) > int(n * rate + phase)
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------

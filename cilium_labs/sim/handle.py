@@ -148,7 +148,7 @@ def running(
         vals = values if values is not None else spec_values(spec.replace(cilium_version=version))
         cluster.install_cilium(resolve(vals, version, use_chart=use_chart))
     cluster.set_faults(faults)
-    server = SimServer(cluster, exec_latency_ms=exec_latency_ms, seed=seed)
+    server = SimServer(cluster, exec_latency_ms=exec_latency_ms)
     thread = ServerThread(server)
     thread.start()
     tmp: tempfile.TemporaryDirectory[str] | None = None

@@ -10,8 +10,8 @@ import asyncio
 import base64
 import json
 import logging
-import random
 import re
+import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -22,7 +22,7 @@ from aiohttp import web
 from . import agent as agent_mod
 from . import tables
 from .config import resolve, spec_values
-from .faults import FaultError
+from .faults import FailureSpread, FaultError
 from .model import CILIUM_NS, ApiError, SimCluster, not_found
 from .resources import BY_PATH, RESOURCES, Resource
 from .tls import Pki, kubeconfig_text, make_pki, write_private
@@ -51,14 +51,14 @@ class SimServer:
     """One simulated API server over one ``SimCluster``."""
 
     def __init__(self, cluster: SimCluster, *, host: str = "127.0.0.1", port: int = 0,
-                 exec_latency_ms: float = 150.0, pki: Pki | None = None, seed: int | None = None) -> None:
+                 exec_latency_ms: float = 150.0, pki: Pki | None = None) -> None:
         self.cluster = cluster
         self.host = host
         self.requested_port = port
         self.port = 0
         self.exec_latency_ms = exec_latency_ms
         self.pki = pki or make_pki((host, "localhost"))
-        self.rng = random.Random(seed)
+        self.flaky = FailureSpread()
         self.runner: web.AppRunner | None = None
         self.started_at = time.monotonic()
         self.requests = 0
@@ -110,8 +110,9 @@ class SimServer:
                           "message": "Unauthorized", "reason": "Unauthorized", "code": 401}, 401)
         if not request.path.startswith("/sim/"):
             for fault in self.cluster.faults_for("api-flaky"):
-                if self.rng.random() < float(fault.get("rate", 0.0)):
-                    if self.rng.random() < 0.5:
+                key = f"{request.method} {request.path_qs}"
+                if self.flaky.fails(key, float(fault.get("rate", 0.0))):
+                    if self.flaky.fails("429 or 500", 0.5):
                         return _status(ApiError(429, "TooManyRequests", "the server has received too many "
                                                 "requests and has asked us to try again later",
                                                 {"retryAfterSeconds": 1}), {"Retry-After": "1"})
@@ -277,16 +278,15 @@ class SimServer:
                            (None, res.api_version) else f"kind {kind} does not match the resource {res.plural}")
 
     def _list(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
-        items = self.cluster.list_objects(res.key, namespace, label_selector=request.query.get("labelSelector", ""),
-                                          field_selector=request.query.get("fieldSelector", ""))
-        if tables.wants_table(request.headers.get("Accept", "")):
-            return _json(tables.table(res.key, items, self.cluster.resource_version()))
-        if not res.cilium:
-            for item in items:
-                item.pop("kind", None)
-                item.pop("apiVersion", None)
-        return _json({"kind": res.list_kind, "apiVersion": res.api_version,
-                      "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items})
+        with self.cluster.lock:  # the stored objects are serialized as they are, under the lock, not copied
+            items = self.cluster.select(res.key, namespace, label_selector=request.query.get("labelSelector", ""),
+                                        field_selector=request.query.get("fieldSelector", ""))
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return _json(tables.table(res.key, items, self.cluster.resource_version()))
+            if not res.cilium:  # list items carry no kind/apiVersion, as the real API server sends them
+                items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]
+            return _json({"kind": res.list_kind, "apiVersion": res.api_version,
+                          "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items})
 
     async def _watch(self, request: web.Request, res: Resource, namespace: str | None) -> web.StreamResponse:
         """A polling watch: ADDED for what exists, then MODIFIED/ADDED/DELETED as resourceVersions change."""
@@ -392,11 +392,20 @@ class SimServer:
                     real = await asyncio.get_running_loop().run_in_executor(
                         getattr(self.cluster, "exec_executor", None), handler, namespace, name, container, argv)
                 outcome = real if real is not None else _generic_exec(argv, node)
+            frames: list[tuple[int, bytes]] = []
             if outcome.stdout and q.get("stdout", "true") in ("1", "true"):
-                await send(1, outcome.stdout.encode())
+                frames.append((1, outcome.stdout.encode()))
             if outcome.stderr and q.get("stderr", "true") in ("1", "true"):
-                await send(2, outcome.stderr.encode())
-            await send(3, _exec_status(proto, argv, outcome).encode())
+                frames.append((2, outcome.stderr.encode()))
+            frames.append((3, _exec_status(proto, argv, outcome).encode()))
+            transport = request.transport
+            if proto == "base64.channel.k8s.io" or transport is None:
+                for channel, data in frames:
+                    await send(channel, data)
+            elif not transport.is_closing():
+                # the whole answer in one write: each write is a TLS record and a system call here, and a read
+                # for the client (aiohttp would write a large frame's header and body apart)
+                transport.write(b"".join(_binary_frame(bytes([channel]) + data) for channel, data in frames))
         except (ConnectionResetError, RuntimeError):  # the client went away
             pass
         finally:
@@ -483,6 +492,16 @@ def _exec_status(proto: str, argv: list[str], outcome: agent_mod.ExecOutcome) ->
         return msg
     return json.dumps({"metadata": {}, "status": "Failure", "message": msg, "reason": "NonZeroExitCode",
                        "details": {"causes": [{"reason": "ExitCode", "message": str(outcome.exit_code)}]}})
+
+
+def _binary_frame(payload: bytes) -> bytes:
+    """A server-to-client websocket binary frame (final, unmasked; RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x82, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x82, 126, n) + payload
+    return struct.pack("!BBQ", 0x82, 127, n) + payload
 
 
 def _go_list(argv: list[str]) -> str:

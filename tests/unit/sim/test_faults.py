@@ -6,7 +6,7 @@ import pytest
 
 from cilium_labs.errors import UsageError
 from cilium_labs.sim import faults as fl
-from cilium_labs.sim.faults import FaultError, parse_fault, parse_faults
+from cilium_labs.sim.faults import FailureSpread, FaultError, parse_fault, parse_faults
 
 NODES = ("lab-control-plane", "lab-worker", "lab-worker2")
 
@@ -92,3 +92,24 @@ def test_other_modules_register_kinds() -> None:
     finally:
         fl._REGISTRY.pop("port-blocked", None)
         fl._REGISTRY.pop("underlay-mtu", None)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])
+def test_flaky_spread_fails_the_rate_exactly_and_never_twice_in_a_row(rate: float) -> None:
+    spread = FailureSpread()
+    for key in ("GET /api/v1/pods", "GET /api/v1/namespaces/kube-system/pods/cilium-abc/exec?command=cilium"):
+        outcomes = [spread.fails(key, rate) for _ in range(200)]
+        assert sum(outcomes) == round(200 * rate)
+        assert not any(a and b for a, b in zip(outcomes, outcomes[1:], strict=False))
+
+
+def test_flaky_spread_fails_the_first_request_to_some_urls_at_half() -> None:
+    spread = FailureSpread()
+    first = [spread.fails(f"GET /api/v1/namespaces/ns{i}/pods", 0.5) for i in range(100)]
+    assert 20 < sum(first) < 80  # retries are exercised, not only later requests
+
+
+def test_flaky_spread_at_the_extremes() -> None:
+    spread = FailureSpread()
+    assert not any(spread.fails("GET /version", 0.0) for _ in range(50))
+    assert all(spread.fails("GET /version", 1.0) for _ in range(50))
