@@ -100,7 +100,7 @@ async def _serve(args: argparse.Namespace) -> None:
     _populate(cluster, args.services, args.replicas)
     with cluster.lock:
         cluster.tick()
-    server = SimServer(cluster, exec_latency_ms=args.exec_latency, seed=1)
+    server = SimServer(cluster, exec_latency_ms=args.exec_latency)
     await server.start()
     server.write_kubeconfig(Path(args.kubeconfig_out))
     stop = asyncio.Event()

@@ -21,7 +21,7 @@ _PREFIXES = [
     # GitHub Actions / ISO-8601 timestamps, with or without fraction and zone
     re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?(?:\s|$)"),
     # Jenkins-style clock prefix
-    re.compile(r"^\d{2}:\d{2}:\d{2}(?:\.\d+)?\s"),
+    re.compile(r"^\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:\s|$)"),
     # CI tags such as "[K8s-1.11] " (never an IPv6 literal: those have a colon inside and no space after)
     re.compile(r"^\[[A-Za-z][\w.-]*\](?:\s|$)"),
     # Cilium's Ginkgo helpers indent captured stdout with a tab
@@ -35,7 +35,7 @@ _NOISE = [
     re.compile(r"^command terminated with exit code \d+$"),
     re.compile(r"^(?:cmd: .*|Exitcode: ?-?\d+\s*|Stdout:\s*|Stderr:\s*|Err: .*)$"),
     re.compile(r"^##\[\w+\]"),
-    re.compile(r"^```\w*\s*$"),
+    re.compile(r"^```[\w.+-]*\s*$"),  # a Markdown fence, with an info string such as "standard-output"
     # GitHub comment HTML around a paste: <details><summary>...</summary>, <pre>, </pre>, </details>
     re.compile(r"^</?(?:details|summary|pre|code)\b[^>]*>(?:.*</(?:summary|pre|code)>)?\s*$"),
 ]
@@ -44,12 +44,17 @@ _PROMPTS = [
     re.compile(r"^[\w.-]+@[\w.-]+:[^\s#$]*[#$](?:\s+(?P<cmd>.*))?$"),
     # [root@master-1 ~]# cmd  |  [root@wluo dir]$ cmd
     re.compile(r"^\[[\w.-]+@[\w.-]+(?: [^\]]*)?\][#$](?:\s*(?P<cmd>.*))?$"),
+    # host:~# cmd  |  host:/root$ cmd (no user@), and a bare directory prompt: ~$ cmd  |  ~/lab# cmd
+    re.compile(r"^(?:[\w.-]+:)?[~/][^\s#$]*[#$]\s+(?P<cmd>\S.*)$"),
     # kube-ps1 style "(⎈|kind-kind:N/A)~/dir cmd"
     re.compile(r"^\(⎈\|[^)]*\)\S*\s+(?P<cmd>.*)$"),
     # bare prompts: "$ cmd", "# cmd", "❯ cmd", "% cmd", "> cmd", "PS C:\\> cmd"
     re.compile(r"^(?:\$|#|❯|➜|%|>|PS [A-Za-z]:\\[^>]*>)\s+(?P<cmd>\S.*)$"),
     re.compile(r"^(?:\$|#|❯)\s*$"),
 ]
+# what text never holds: control characters other than tab, newline, CR, ESC and form feed; U+FFFD (a decoder's
+# replacement for bytes that were not text)
+_BINARY = re.compile("[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\ufffd]")
 # commands people run to get an output; a line that starts with one of these is an unprompted command echo
 _COMMAND = re.compile(r"^(?:sudo\s+)?(?:kubectl|k|kwest|keast|cilium|cilium-dbg|cilium-health|docker|crictl)\s+\S")
 
@@ -87,7 +92,7 @@ def check_text(text: object, what: str) -> str:
         raise ParseError(f"input contains NUL bytes (binary data): expected the output of {what}")
     sample = text[:20000]
     if sample:
-        bad = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\t\n\r\x1b\x0c") or ch == "\ufffd")
+        bad = len(_BINARY.findall(sample))
         if bad / len(sample) > 0.02:
             raise ParseError(f"input looks like binary data ({bad} control bytes): expected the output of {what}")
     return text

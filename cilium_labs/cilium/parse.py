@@ -599,6 +599,11 @@ def _health_text(c: Cleaned) -> HealthStatus:
             ok = result.startswith("OK")
             rtt = re.search(r"RTT=(\S+)", result)
             key = "icmp" if m.group("kind").startswith("ICMP") else "http"
+            if rtt and _duration_ns(rtt.group(1)) is None and i == len(lines) - 1:
+                # "OK, RTT=55" at the very end: the paste stopped mid-number, so the result is not known
+                warnings.append(f"last line looks cut off: {_short(line)!r}")
+                path[key] = Probe(ok=False, error=f"result cut off in the paste ({result!r})")
+                continue
             path[key] = Probe(ok=ok, latency_ns=_duration_ns(rtt.group(1)) if rtt else None, error="" if ok else result)
             continue
         if saw_nodes and (m := _NODE_ROW.match(line)):
@@ -612,6 +617,13 @@ def _health_text(c: Cleaned) -> HealthStatus:
         if i == len(lines) - 1 and (saw_nodes or summary is not None):
             warnings.append(f"last line looks cut off and was ignored: {_short(line)!r}")
             continue
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if not saw_nodes and summary is None and (_H_PATH.match(line) or (_H_NODE.match(line) and _H_PATH.match(nxt))):
+            raise ParseError(
+                f"not the whole output: a piece of the node list of `cilium-health status` ({_short(line)!r}) "
+                "without the 'Probe time:' and 'Nodes:' lines above it, so the local node and probe time are unknown",
+                fix="paste the whole output of `cilium-health status`, from its first line",
+            )
         raise ParseError(
             f"not a `cilium-health status` line: {_short(line)!r} (line {i + 1}); expected 'Probe time:' or "
             "'Cluster health:', then nodes"
@@ -749,10 +761,16 @@ def _two_column_rows(
     warnings: list[str] = []
     key: str | None = None
     rows = list(content)
-    if rows and rows[0].split() == [w for h in header for w in h.split()]:
+    header_words = [w for h in header for w in h.split()]
+    # a caption typed above the table ("Cilium ipcache map"): the header a few lines down says where output starts
+    at = next((k for k, r in enumerate(rows[:4]) if r.split() == header_words), 0)
+    if at and not any(len(r.split()) >= 2 and row_ok(r.split()[0], " ".join(r.split()[1:])) for r in rows[:at]):
+        warnings.append(f"ignored {at} line(s) above the '{'   '.join(header)}' header: {_short(rows[0])!r}")
+        rows = rows[at:]
+    if rows and rows[0].split() == header_words:
         rows = rows[1:]
     elif rows and rows[0].split()[:1] == header[0].split()[:1] and len(rows) == 1:
-        return [], []
+        return [], warnings
     for i, raw in enumerate(rows):
         last = i == len(rows) - 1
         if set(raw.strip()) <= {"-", "="}:
@@ -852,6 +870,11 @@ def _tunnel_hint(tokens: list[tuple[_Token, _Token]], key_suffix: bool, val_suff
 
 _IPC_KV = re.compile(r"(\w+)=(\S+)")
 _IPC_STATES = {"sync", "pending", "error"}
+_IPC_LPM_NOTE = "Note that for Linux kernel versions between 4.11 and 4.15"
+_IPC_LPM_WARNING = (
+    "no entries listed, and on Linux 4.11-4.15 the ipcache (an LPM map) cannot be listed at all: "
+    "run `cilium map get cilium_ipcache` to see it"
+)
 
 
 def parse_ipcache(text: str) -> TunnelMap:
@@ -865,6 +888,9 @@ def parse_ipcache(text: str) -> TunnelMap:
     content = c.content
     if not content or (len(content) == 1 and content[0].strip() == "No entries found."):
         return TunnelMap("ipcache", "text", (), None, ())
+    if content[0].strip() == "No entries found." and content[1].startswith(_IPC_LPM_NOTE):
+        # 1.5+ adds this note to every empty listing: on those kernels "empty" proves nothing
+        return TunnelMap("ipcache", "text", (), None, (_IPC_LPM_WARNING,))
     _agent_unreachable(c, what)
     if _looks_like_json(c):
         data = _load_json(c, "`cilium bpf ipcache list -o json`")
@@ -937,6 +963,11 @@ _SVC_ROW = re.compile(
 _BE = re.compile(r"^(?P<n>\d+)\s+=>\s+(?P<addr>\S+)(?P<tail>(?:\s+\([^)]*\))*)\s*$")
 _PAREN = re.compile(r"\(([^)]*)\)")
 _HEADER_WORDS = {"ID", "Frontend", "Service", "Type", "Backend"}
+# what people put around or inside a pasted table: "[...]" where they left rows out (the docs do), and the
+# agent's own "error parsing frontend" (1.0 era)
+_SVC_ELISION = re.compile(r"^(?:\[\s*(?:\.\.\.|…)\s*\]|\(\s*(?:\.\.\.|…)\s*\)|\.\.\.|…)$")
+_SVC_AGENT_ERROR = re.compile(r"^error parsing (?:frontend|backend)\b", re.IGNORECASE)
+_REDACTED = re.compile(r"\b\d{1,3}\.(?:[xX*]+|\d{1,3})\.[xX*]+\.|\b[xX*]+\.[xX*]+\.[xX*]+\.[xX*]+\b")
 
 
 def _addr(token: str) -> tuple[str, str | None, str | None] | None:
@@ -995,7 +1026,7 @@ def _backend(text: str) -> tuple[Backend, int | None] | None:
 
 
 def _services_text(content: list[str], what: str) -> ServiceTable:
-    rows = list(content)
+    rows = content
     has_header = bool(rows) and "Frontend" in rows[0].split() and "Backend" in rows[0].split()
     header_type = has_header and "Type" in rows[0].split()
     if has_header:
@@ -1006,6 +1037,13 @@ def _services_text(content: list[str], what: str) -> ServiceTable:
     for i, raw in enumerate(rows):
         last = i == len(rows) - 1
         line = raw.strip()
+        if _SVC_ELISION.match(line):
+            warnings.append(f"the paste leaves rows out ({line!r}): the table is partial")
+            continue
+        if _SVC_AGENT_ERROR.match(line):
+            warnings.append(f"the agent printed an error instead of a row: {_short(line)!r}")
+            continue
+        before = (len(built), "states" in features)
         try:
             _service_line(line, built, features)
         except ValueError as exc:
@@ -1014,10 +1052,17 @@ def _services_text(content: list[str], what: str) -> ServiceTable:
                 continue
             if set(line.split()) <= _HEADER_WORDS and not built:
                 continue
+            if last and len(rows) == 1:
+                raise ParseError(
+                    f"the only line, {_short(line)!r}, is not a complete row of {what} ({exc}): cut off?",
+                    fix="paste the whole output of `cilium service list`, header included",
+                ) from None
             expected = "'ID  Frontend  Service Type  Backend' rows like '3  10.96.0.1:443  ClusterIP  1 => ...'"
             raise ParseError(
                 f"line {i + 1 + has_header} is not a row of {what}: {_short(line)!r} ({exc}); expected {expected}"
             ) from None
+        if last and _last_row_cut(built, before, header_type):
+            warnings.append(f"last line looks cut off and was ignored: {_short(line)!r}")
     if not built and not has_header:
         raise ParseError(f"no services and no header: this is not the output of {what}")
     services = tuple(
@@ -1033,6 +1078,32 @@ def _services_text(content: list[str], what: str) -> ServiceTable:
         for b in built
     )
     return ServiceTable("text", services, _service_hint(features, has_header, header_type, services), tuple(warnings))
+
+
+def _redacted_hint(token: str) -> str:
+    """People mask addresses before posting ("10.x.x.31"): say so, since no address can be read back from it."""
+    if _REDACTED.search(token):
+        return ": the address looks redacted; paste the output with real addresses (or consistent fake ones)"
+    return ""
+
+
+def _last_row_cut(built: list[dict[str, Any]], before: tuple[int, bool], header_type: bool) -> bool:
+    """A last row that parses but is shorter than the table around it was cut where the paste ends: a frontend
+    without the type every row of a ``Service Type`` table has, or a backend without the state every earlier
+    backend printed (1.12+ always prints one). Such a row is taken back out (it would be wrong data)."""
+    n_before, had_states = before
+    if len(built) > n_before:
+        svc = built[-1]
+        cut = (header_type and svc["type"] is None) or (
+            had_states and bool(svc["backends"]) and svc["backends"][-1].state is None
+        )
+        if cut:
+            built.pop()
+        return bool(cut)
+    if had_states and built and built[-1]["backends"] and built[-1]["backends"][-1].state is None:
+        built[-1]["backends"].pop()
+        return True
+    return False
 
 
 def _service_line(line: str, built: list[dict[str, Any]], features: set[str]) -> None:
@@ -1052,7 +1123,7 @@ def _service_line(line: str, built: list[dict[str, Any]], features: set[str]) ->
         raise ValueError("unrecognized row")
     parsed = _addr(m.group("fe"))
     if parsed is None:
-        raise ValueError(f"frontend {m.group('fe')!r} is not IP:PORT")
+        raise ValueError(f"frontend {m.group('fe')!r} is not IP:PORT{_redacted_hint(m.group('fe'))}")
     frontend, proto, scope = parsed
     if proto is not None:
         features.add("proto-suffix" if "/" in m.group("fe") else "proto-colon")
@@ -1068,7 +1139,7 @@ def _service_line(line: str, built: list[dict[str, Any]], features: set[str]) ->
     if m.group("be"):
         be = _backend(m.group("be"))
         if be is None:
-            raise ValueError(f"backend {m.group('be')!r} is not 'N => IP:PORT (state)'")
+            raise ValueError(f"backend {m.group('be')!r} is not 'N => IP:PORT (state)'{_redacted_hint(m.group('be'))}")
         svc["backends"].append(be[0])
         _note(be[0], features)
     built.append(svc)
