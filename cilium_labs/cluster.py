@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL
 
+from . import _kview
 from ._wsexec import ExecRefused, ExecTransport
 from .errors import ClusterError, UsageError
 
@@ -98,30 +99,48 @@ class Cluster:
             err.status = 0  # type: ignore[attr-defined]
             raise err from exc
 
+    def _list(self, what: str, fn: Any, cls: type, *args: Any, **kwargs: Any) -> list[Any]:
+        """A list call's items as views of model ``cls``: the client's attributes without building its models
+        (``_kview`` says why)."""
+
+        def call(**kw: Any) -> Any:
+            resp = fn(*args, _preload_content=False, **kw)
+            try:
+                return json.loads(resp.data)
+            finally:
+                resp.release_conn()
+
+        body = self._call(what, call, **kwargs)
+        if not isinstance(body, dict):
+            raise ClusterError(f"{what}: the API answered a {type(body).__name__}, not a list object")
+        return _kview.items(cls, body)
+
     def ping(self) -> str:
         """The server's Kubernetes version (``v1.33.1``); raises ``ClusterError`` if unreachable."""
         info = self._call("get version", client.VersionApi(self.api_client).get_code)
         return str(info.git_version)
 
-    def nodes(self) -> list[client.V1Node]:
-        return list(self._call("list nodes", self.core.list_node).items)
+    # Lists return views with the attributes of the client's models (``client.V1Node``...): see ``_kview``.
+    def nodes(self) -> list[Any]:
+        return self._list("list nodes", self.core.list_node, client.V1Node)
 
-    def pods(self, namespace: str, label_selector: str = "", field_selector: str = "") -> list[client.V1Pod]:
-        return list(
-            self._call(
-                f"list pods in {namespace}",
-                self.core.list_namespaced_pod,
-                namespace,
-                label_selector=label_selector,
-                field_selector=field_selector,
-            ).items
+    def pods(self, namespace: str, label_selector: str = "", field_selector: str = "") -> list[Any]:
+        return self._list(
+            f"list pods in {namespace}",
+            self.core.list_namespaced_pod,
+            client.V1Pod,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
         )
 
-    def services(self) -> list[client.V1Service]:
-        return list(self._call("list services", self.core.list_service_for_all_namespaces).items)
+    def services(self) -> list[Any]:
+        return self._list("list services", self.core.list_service_for_all_namespaces, client.V1Service)
 
-    def endpoint_slices(self) -> list[client.V1EndpointSlice]:
-        return list(self._call("list endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces).items)
+    def endpoint_slices(self) -> list[Any]:
+        return self._list(
+            "list endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces, client.V1EndpointSlice
+        )
 
     def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         cm = self._call(

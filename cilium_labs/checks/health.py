@@ -27,6 +27,7 @@ class HealthCheck:
     description = "DaemonSet and operator ready, every agent healthy, node-to-node health reachability complete"
 
     def run(self, ctx: CheckContext) -> list[Finding]:
+        pending = ctx.agents.start_many([["status", "-o", "json"], ["cilium-health", "status", "-o", "json"]])
         findings: list[Finding] = []
         findings += _workloads(ctx)
         findings += _config_vs_spec(ctx)
@@ -45,11 +46,9 @@ class HealthCheck:
                     )
                 )
         ctx.progress(f"health: status and cilium-health on {len(agents)} agents")
-        results = ctx.agents.run_many([["status", "-o", "json"], ["cilium-health", "status", "-o", "json"]])
         expected = ctx.expected_routing()
         all_nodes = set(ctx.node_infos())
-        for node in sorted(results):
-            status_res, health_res = results[node]
+        for node, (status_res, health_res) in pending.as_completed():
             findings += _agent_status(
                 ctx, status_res, expected_mode=expected.mode, expected_proto=expected.protocol, source=expected.source
             )

@@ -106,16 +106,16 @@ class ServicesCheck:
     description = "every agent's service table has every Service's frontends with exactly its ready endpoints"
 
     def run(self, ctx: CheckContext) -> list[Finding]:
+        pending = ctx.agents.start(list(_outputs.SERVICE_LIST_ARGS))  # the agents answer while we read the API
+        ctx.progress(f"services: `service list` on {len(pending)} agents")
         findings = ctx.missing_agents(NAME)
         ports = service_ports(ctx.services(), ctx.endpoint_slices())
         kpr = ctx.kube_proxy_replacement()
         version = ctx.agents.version
         with_proto = version is not None and version >= PROTOCOL_IN_KEY_SINCE
         nodes = ctx.node_infos()
-        agents = ctx.agents.by_node()
-        ctx.progress(f"services: `service list` on {len(agents)} agents ({len(ports)} service ports)")
         common = group(common_frontends(ports, kpr), with_proto=with_proto)  # the same on every agent
-        for res in ctx.agents.run_all(list(_outputs.SERVICE_LIST_ARGS)).values():
+        for res in pending.as_completed():
             info = nodes.get(res.node) or NodeInfo(res.node, (), ())
             expected = merge(common, group(node_frontends(ports, info, kpr), with_proto=with_proto))
             findings += _compare_agent(ctx, res, expected, with_proto=with_proto)

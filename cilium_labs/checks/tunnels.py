@@ -27,7 +27,7 @@ _NO_ENDPOINT = {"", "0.0.0.0", "::"}
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class _Entry:
     prefix: IPNetwork | None
     """The entry's prefix when it has a length (ipcache, ``10.244.1.0/24``)."""
@@ -49,13 +49,12 @@ class TunnelsCheck:
         version = ctx.agents.version
         use_ipcache = version is not None and version >= IPCACHE_SINCE
         args = ["bpf", "ipcache", "list", "-o", "json"] if use_ipcache else ["bpf", "tunnel", "list", "-o", "json"]
-        agents = ctx.agents.by_node()
-        ctx.progress(f"tunnels: `{' '.join(args)}` on {len(agents)} agents")
-        results = ctx.agents.run_all(args)
+        pending = ctx.agents.start(args)  # the agents answer while the expected topology is built
+        ctx.progress(f"tunnels: `{' '.join(args)}` on {len(pending)} agents")
         topo = Topology(ctx.node_infos())
         views: dict[str, dict[str, bool]] = {}
-        for node in sorted(results):
-            res = results[node]
+        for res in pending.as_completed():
+            node = res.node
             if not use_ipcache and version is None and _unknown_command(res):
                 res = ctx.agents.exec(res.agent, ctx.agents.command(["bpf", "ipcache", "list", "-o", "json"]))
             got = _agent_entries(ctx, res)
@@ -82,14 +81,22 @@ class Topology:
         self.prefixlens = {v: sorted({n.prefixlen for n, _ in self.nets if n.version == v}) for v in (4, 6)}
         self.node_ips = {ip: info for info in nodes.values() for ip in map(_canon, info.internal_ips)}
         self.ips_of = {info.name: set(map(_canon, info.internal_ips)) for info in nodes.values()}
-        self._owners: dict[_Entry, tuple[IPNetwork, NodeInfo] | None] = {}
+        self._owners: dict[_Entry, tuple[IPNetwork, NodeInfo, bool] | None] = {}
 
-    def owner(self, e: _Entry) -> tuple[IPNetwork, NodeInfo] | None:
-        """The node pod CIDR this entry is for: the exact CIDR, or the one containing a narrower prefix."""
+    def owner(self, e: _Entry) -> tuple[IPNetwork, NodeInfo, bool] | None:
+        """The node pod CIDR this entry is for (the exact CIDR, or the one containing a narrower prefix), its
+        node, and whether the entry is that whole CIDR; worked out once per distinct entry (agents list the
+        same ones)."""
         try:
             return self._owners[e]
         except KeyError:
-            found = self._owners[e] = self._owner(e)
+            hit = self._owner(e)
+            if hit is None:
+                self._owners[e] = None
+                return None
+            net, info = hit
+            exact = e.prefix == net if e.prefix is not None else e.address == net.network_address
+            found = self._owners[e] = (net, info, exact)
             return found
 
     def _owner(self, e: _Entry) -> tuple[IPNetwork, NodeInfo] | None:
@@ -159,7 +166,7 @@ def compare(node: str, topo: Topology, entries: list[_Entry]) -> tuple[list[Find
     exact: dict[IPNetwork, list[_Entry]] = {}
     for e in entries:
         owner = topo.owner(e)
-        if owner is not None and (e.prefix == owner[0] or (e.prefix is None and e.address == owner[0].network_address)):
+        if owner is not None and owner[2]:
             exact.setdefault(owner[0], []).append(e)
             continue
         if owner is None:
@@ -177,7 +184,7 @@ def compare(node: str, topo: Topology, entries: list[_Entry]) -> tuple[list[Find
             )
             continue
         # a narrower prefix inside some node's pod CIDR (ipcache pod entries): it must point at that node
-        _, info = owner
+        _, info, _ = owner
         if info.name == node:
             findings.append(
                 Finding(NAME, node, "tunnel-stale", f"tunnel {e.raw}", "no tunnel (local pod CIDR)", f"-> {e.endpoint}")

@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 import attrs
@@ -416,6 +416,19 @@ class Agents:
         """Queue one exec on the shared pool (bounded by ``concurrency`` across every caller)."""
         return self._pool.submit(self.exec, agent, list(argv), timeout_s=timeout_s)
 
+    def start(
+        self, args: Sequence[str], *, agents: Iterable[Agent] | None = None, timeout_s: float | None = None
+    ) -> Pending:
+        """Queue agent CLI ``args`` on every agent (or ``agents``) and return at once.
+
+        A check starts its execs first and reads the Kubernetes objects it compares against while they run, then
+        takes each result as it arrives: the waiting on agents and the check's own work overlap instead of
+        adding up.
+        """
+        argv = self.command(args)
+        chosen = list(agents) if agents is not None else list(self.by_node().values())
+        return Pending([self.submit(a, argv, timeout_s=timeout_s) for a in chosen])
+
     def run_all(
         self,
         args: Sequence[str],
@@ -424,26 +437,66 @@ class Agents:
         timeout_s: float | None = None,
         on_result: Callable[[AgentResult], None] | None = None,
     ) -> dict[str, AgentResult]:
-        """Run agent CLI ``args`` on every agent at once; node name -> result."""
-        argv = self.command(args)
-        chosen = list(agents) if agents is not None else list(self.by_node().values())
-        futures = [self.submit(a, argv, timeout_s=timeout_s) for a in chosen]
+        """Run agent CLI ``args`` on every agent at once; node name -> result (``on_result`` sees each as it
+        arrives)."""
         out: dict[str, AgentResult] = {}
-        for fut in futures:
-            res = fut.result()
+        for res in self.start(args, agents=agents, timeout_s=timeout_s).as_completed():
             out[res.node] = res
             if on_result is not None:
                 on_result(res)
-        return out
+        return dict(sorted(out.items()))
 
     def run_many(
         self, commands: Sequence[Sequence[str]], *, agents: Iterable[Agent] | None = None
     ) -> dict[str, list[AgentResult]]:
         """Several agent CLI commands on every agent, all queued at once; node -> results in command order."""
+        return self.start_many(commands, agents=agents).by_node()
+
+    def start_many(self, commands: Sequence[Sequence[str]], *, agents: Iterable[Agent] | None = None) -> PendingMany:
+        """``start`` for several commands per agent; ``PendingMany.as_completed`` yields an agent's results once
+        all of its commands have answered."""
         argvs = [self.command(c) for c in commands]
         chosen = list(agents) if agents is not None else list(self.by_node().values())
-        futures = {a.node: [self.submit(a, argv) for argv in argvs] for a in chosen}
-        return {node: [f.result() for f in futs] for node, futs in futures.items()}
+        return PendingMany({a.node: [self.submit(a, argv) for argv in argvs] for a in chosen})
+
+
+class Pending:
+    """Execs queued by ``Agents.start``: one per agent."""
+
+    def __init__(self, futures: list[Future[AgentResult]]) -> None:
+        self.futures = futures
+
+    def __len__(self) -> int:
+        return len(self.futures)
+
+    def as_completed(self) -> Iterable[AgentResult]:
+        """Each agent's result as soon as it is in (an exec never raises: failures are results)."""
+        for fut in as_completed(self.futures):
+            yield fut.result()
+
+    def by_node(self) -> dict[str, AgentResult]:
+        """Node name -> result, once every exec has answered."""
+        return {res.node: res for res in (f.result() for f in self.futures)}
+
+
+class PendingMany:
+    """Execs queued by ``Agents.start_many``: several commands per agent."""
+
+    def __init__(self, futures: dict[str, list[Future[AgentResult]]]) -> None:
+        self.futures = futures
+
+    def as_completed(self) -> Iterable[tuple[str, list[AgentResult]]]:
+        """(node, results in command order), for each agent as soon as all its commands have answered."""
+        node_of = {fut: node for node, futs in self.futures.items() for fut in futs}
+        left = {node: len(futs) for node, futs in self.futures.items()}
+        for fut in as_completed(node_of):
+            node = node_of[fut]
+            left[node] -= 1
+            if left[node] == 0:
+                yield node, [f.result() for f in self.futures[node]]
+
+    def by_node(self) -> dict[str, list[AgentResult]]:
+        return {node: [f.result() for f in futs] for node, futs in self.futures.items()}
 
 
 def _agent_from_pod(pod: Any, container: str) -> Agent | None:
