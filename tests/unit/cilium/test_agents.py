@@ -186,6 +186,24 @@ def test_run_many_queues_every_command_of_every_agent() -> None:
     assert all(len(v) == 2 and v[0].argv[0] == "cilium-dbg" and v[1].argv[0] == "cilium-health" for v in out.values())
 
 
+def test_started_execs_arrive_as_each_agent_answers() -> None:
+    """A check starts its execs, does its own reads, then takes results as they come: a slow agent does not
+    hold back the others' results."""
+    fake = FakeCluster(nodes=3)
+    slow = fake.node_names[0]
+    with _agents(fake, concurrency=8) as ag:
+        ag.cli  # noqa: B018  detection first, so only the fan-out is slowed
+        fake.slow[slow] = 0.3
+        pending = ag.start(["status", "-o", "json"])
+        assert len(pending) == 3
+        order = [r.node for r in pending.as_completed()]
+        assert sorted(order) == sorted(fake.node_names) and order[-1] == slow
+        many = ag.start_many([["status", "-o", "json"], ["cilium-health", "status", "-o", "json"]])
+        got = list(many.as_completed())
+    assert [node for node, _ in got][-1] == slow and len(got) == 3
+    assert all([r.argv[0] for r in results] == ["cilium-dbg", "cilium-health"] for _, results in got)
+
+
 def test_unreachable_agent_in_a_fan_out() -> None:
     fake = FakeCluster(nodes=3)
     fake.down.add(fake.node_names[1])
