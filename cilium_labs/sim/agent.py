@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from . import formats as fm
+from .config import CiliumConfig
 from .faults import Fault
 from .model import NODE_NET4, NODE_NET6, SimCluster, SimNode
 
@@ -98,18 +99,24 @@ def _faulted(faults: Sequence[Fault], kind: str, **match: Any) -> bool:
 ALL_PARTS = frozenset({"tunnels", "ipcache", "frontends", "health"})
 
 
+def _ticked(cluster: SimCluster, node_name: str) -> tuple[CiliumConfig, SimNode]:
+    """Cilium's config and the node, after advancing the cluster's clock; call with ``cluster.lock`` held."""
+    cluster.tick()
+    cfg = cluster.cilium
+    if cfg is None:
+        raise RuntimeError("Cilium is not installed")
+    node = cluster.node(node_name)
+    if node is None:
+        raise KeyError(node_name)
+    return cfg, node
+
+
 def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None = None,
                parts: frozenset[str] = ALL_PARTS) -> fm.AgentView:
     """The agent on ``node_name`` as it would see the cluster right now (faults applied). ``parts`` limits the
     work to what one command prints (a 200-node ipcache is not needed for ``status -o json``)."""
     with cluster.lock:
-        cluster.tick()
-        cfg = cluster.cilium
-        if cfg is None:
-            raise RuntimeError("Cilium is not installed")
-        node = cluster.node(node_name)
-        if node is None:
-            raise KeyError(node_name)
+        cfg, node = _ticked(cluster, node_name)
         now = now or dt.datetime.now(dt.timezone.utc)
         v = cfg.version_tuple
         agent_nodes = cluster.agent_nodes()
@@ -226,12 +233,7 @@ def ipcache_json(cluster: SimCluster, node_name: str) -> str:
     of every entry built once per cluster revision (each agent's map is the same entries, with its own node's
     and pods' in their local form), unless a tunnel fault bends this agent's view."""
     with cluster.lock:
-        cluster.tick()
-        cfg = cluster.cilium
-        if cfg is None:
-            raise RuntimeError("Cilium is not installed")
-        if cluster.node(node_name) is None:
-            raise KeyError(node_name)
+        cfg, _ = _ticked(cluster, node_name)
         if not any(f.node == node_name and f.kind in TUNNEL_FAULTS for f in cluster.faults):
             table = cluster.render_cached(("ipcache", cfg.version_tuple), lambda: _IpcacheTable.build(cluster))
             if table.rows is not None:
@@ -307,12 +309,7 @@ def health_json(cluster: SimCluster, node_name: str, *, now: dt.datetime | None 
     peer's entry from a template made once per cluster revision (only the latencies are the agent's own),
     unless a fault makes a peer unreachable."""
     with cluster.lock:
-        cluster.tick()
-        cfg = cluster.cilium
-        if cfg is None:
-            raise RuntimeError("Cilium is not installed")
-        if cluster.node(node_name) is None:
-            raise KeyError(node_name)
+        cfg, _ = _ticked(cluster, node_name)
         now = now or dt.datetime.now(dt.timezone.utc)
         if not any(f.kind == "agent-down" or (f.kind == "health-unreachable" and f.node == node_name)
                    for f in cluster.faults):
@@ -351,13 +348,7 @@ def service_list(cluster: SimCluster, node_name: str, *, as_json: bool) -> str:
     node's addresses) and without a service fault on the node, every agent's table is the same: it is rendered
     once per cluster revision and shared (a 500-Service table takes tens of milliseconds to print)."""
     with cluster.lock:
-        cluster.tick()
-        cfg = cluster.cilium
-        node = cluster.node(node_name)
-        if cfg is None:
-            raise RuntimeError("Cilium is not installed")
-        if node is None:
-            raise KeyError(node_name)
+        cfg, node = _ticked(cluster, node_name)
         shared = not cfg.kpr_enabled and not any(f.kind in SERVICE_FAULTS and f.node == node_name
                                                  for f in cluster.faults)
         version = cfg.version_tuple
