@@ -48,12 +48,21 @@ class ServerThread:
             raise BackendError(f"the simulated API server did not start: {exc}") from exc
         self._started = True
 
+    async def _shutdown(self) -> None:
+        """Stop the server, then end what it leaves behind (handlers of connections a client keeps open), so
+        the loop closes with no task pending."""
+        await self.server.stop()
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.loop.is_closed():
             return
         if self.thread.is_alive():
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout)
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout)
         self.loop.close()
