@@ -35,6 +35,12 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        # a connection accepted while the server stopped leaves a handler task that never ran: end it here
+        left = asyncio.all_tasks(self.loop)
+        for task in left:
+            task.cancel()
+        if left:
+            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
     def start(self, timeout: float = 30.0) -> None:
         if self._started:
