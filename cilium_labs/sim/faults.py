@@ -186,7 +186,11 @@ register("controller-failing", [NODE], "a controller on NODE's agent keeps faili
 register("health-unreachable", [NODE, PEER], "NODE's cilium-health cannot reach PEER")
 register("agent-down", [NODE], "the agent container on NODE is not running (exec fails, pod not ready)")
 register("agent-slow", [NODE, Param("seconds", seconds_param, "SECONDS")], "every exec on NODE takes SECONDS more")
-register("api-flaky", [Param("rate", rate_param, "RATE")], "a share of API requests is answered 500 or 429")
+register(
+    "api-flaky",
+    [Param("rate", rate_param, "RATE")],
+    "RATE of the requests to each URL are answered 500 or 429, spread evenly (the same ones on every run)",
+)
 
 
 class FailureSpread:
