@@ -791,7 +791,9 @@ def _two_column_rows(
             header_txt = "  ".join(header)
             raise ParseError(
                 f"line {i + 1} is not a row of {what}: {_short(raw)!r}; expected '{header_txt}' rows like "
-                + ("'10.244.1.0   172.18.0.3:0'" if header[0] == "TUNNEL" else "'10.244.1.0/24   identity=2 ...'"),
+                + ("'10.244.1.0   172.18.0.3:0'" if header[0] == "TUNNEL" else "'10.244.1.0/24   identity=2 ...'")
+                # a lone cut-off row leaves nothing complete to report: say so rather than call it foreign text
+                + ("; it is the last line, so the paste looks cut off there: paste the whole output" if last else ""),
             )
         key = k
         pairs.append((k, v))

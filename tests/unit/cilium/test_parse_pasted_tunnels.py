@@ -14,6 +14,7 @@ from cilium_labs.errors import ParseError
 DATA = Path(__file__).resolve().parents[2] / "data" / "outputs"
 
 BOOK_KVM = "v1.12to1.13-book-kvm-vxlan-two-nodes.txt"
+HARUBAND = "v1.5to1.13-haruband-codebook-vxlan-one-peer.txt"
 F5_VTEP = "v1.11to1.12-dev-f5-cilium-vtep-bigip.txt"
 PR7587 = "v1.5-dev-pr7587-empty-lpm-note.txt"
 
@@ -50,6 +51,36 @@ def test_book_kvm_cut_in_the_last_value() -> None:
 def test_book_kvm_is_not_an_ipcache() -> None:
     with pytest.raises(ParseError, match="not a row of `cilium bpf ipcache list`"):
         parse_ipcache(load("tunnel-list", BOOK_KVM))
+
+
+def test_haruband_one_peer_as_pasted() -> None:
+    tm = parse_tunnel_list(load("tunnel-list", HARUBAND))
+    assert tm.format == "text" and tm.warnings == ()
+    assert tm.to_dict() == {
+        "entries": [{"prefix": "10.0.1.0", "endpoint": "172.26.50.102", "encrypt_key": 0, "cluster_id": None}]
+    }
+    assert tm.endpoints() == {"10.0.1.0": "172.26.50.102"}
+    assert tm.version_hint == "1.5-1.13"
+    assert [e.family for e in tm.entries] == [4]
+
+
+def test_haruband_cut_in_its_only_row_is_refused_as_cut_off() -> None:
+    text = load("tunnel-list", HARUBAND)
+    # the only row loses the end of its value: nothing complete is left, and an empty map would mean "no peers"
+    cut = text[: text.index("172.26.50.102") + len("172.26.5")]
+    with pytest.raises(ParseError, match=r"'10\.0\.1\.0:0   172\.26\.5'.*looks cut off"):
+        parse_tunnel_list(cut)
+    # cut inside the key: refused the same way, never read as the peer 10.0.1.0
+    with pytest.raises(ParseError, match="looks cut off"):
+        parse_tunnel_list(text[: text.index("10.0.1.0:0") + len("10.0.1")])
+
+
+def test_a_foreign_line_before_the_end_is_not_called_cut_off() -> None:
+    row = "10.0.1.0:0   172.26.50.102:0"
+    text = load("tunnel-list", HARUBAND).replace(row, "error: map not found\n" + row)
+    with pytest.raises(ParseError) as info:
+        parse_tunnel_list(text)
+    assert "error: map not found" in str(info.value) and "cut off" not in str(info.value)
 
 
 # -- bpf ipcache list -----------------------------------------------------------------------------------------
