@@ -25,6 +25,7 @@ from rich.text import Text
 
 from . import __version__
 from . import spec as spec_mod
+from ._console import table_console
 from ._merge import deep_merge
 from ._run import which
 from .backends import get as get_backend
@@ -37,7 +38,7 @@ from .state import StateStore
 F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one error = one line, whatever the width
-out_console = Console(highlight=False)
+out_console = table_console()
 
 
 def _progress(message: str) -> None:

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .._console import table_console
 from ..errors import UsageError
 
 
@@ -52,7 +53,7 @@ def command(
     if output == "json":
         click.echo(report.to_json())
     else:
-        render(report.checks[0].details.get("pairs", []), Console(highlight=False))
+        render(report.checks[0].details.get("pairs", []), table_console())
     sys.exit(0 if report.ok else 1)
 
 

@@ -20,6 +20,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from .._console import table_console
 from ..cilium.agents import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, AgentResult, Agents
 from ..cluster import Cluster
 from ..errors import UsageError
@@ -57,7 +58,7 @@ def print_report(report: Report, output: str, console: Console | None = None) ->
     elif output == "junit":
         click.echo(report.to_junit(), nl=False)
     elif output == "table":
-        report.render_table(console or Console(highlight=False))
+        report.render_table(console or table_console())
     else:
         raise UsageError(f"unknown output format {output!r}", fix=f"use one of: {', '.join(_OUTPUTS)}")
 
@@ -238,7 +239,7 @@ def agents_list(
         table.add_column(col)
     for a in found:
         table.add_row(a.node, a.pod, a.phase, "yes" if a.ready else Text("no", style="red"), a.image)
-    Console(highlight=False).print(table)
+    table_console().print(table)
 
 
 @agents.command(
@@ -308,7 +309,7 @@ def _result_dict(r: AgentResult) -> dict[str, Any]:
 
 
 def _print_grouped(results: list[AgentResult]) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = table_console(soft_wrap=True)
     for r in results:
         if r.ok:
             status = Text("exit 0", style="green")
