@@ -275,17 +275,11 @@ _ADDR = re.compile(
 @functools.lru_cache(maxsize=65536)
 def _address(token: str) -> tuple[str, str | None] | None:
     """``10.96.0.10:53/TCP`` -> (``10.96.0.10:53``, ``TCP``), IPv6 canonical and bracketed; None if odd."""
-    m = _ADDR.match(token)
-    if m is None:
+    key = _key(token)
+    if key is None:
         return None
-    v6, v4, port, proto, _scope = m.groups()
-    try:
-        ip = ipaddress.ip_address(v6 or v4)
-    except ValueError:
-        return None
-    if int(port) > 65535:
-        return None
-    return (f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"), proto
+    ip, port, proto = key
+    return (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"), proto or None
 
 
 def _backend(token: str, tail: str) -> dict[str, Any] | None:
