@@ -25,3 +25,16 @@ def chart(version: str) -> Path | None:
         return None
     p = d / f"cilium-{version}.tgz"
     return p if p.exists() else None
+
+
+class FakeClock:
+    """A monotonic clock and its ``sleep`` for code that polls with deadlines: sleeping advances it at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s

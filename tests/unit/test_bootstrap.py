@@ -11,6 +11,7 @@ from cilium_labs import bootstrap
 from cilium_labs.backends.base import ExecResult
 from cilium_labs.errors import BackendError, ParseError
 from cilium_labs.spec import LabSpec
+from tests.helpers import FakeClock
 
 TOKEN = "abcdef.0123456789abcdef"
 HASH = "sha256:" + "0123456789abcdef" * 4
@@ -118,17 +119,6 @@ class FakeCluster:
             self.statuses[node] = ["done"]
             return ExecResult(0, "", "")
         raise AssertionError(argv)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
 
 
 def test_join_nodes_waits_joins_control_planes_first_then_workers() -> None:

@@ -13,6 +13,7 @@ import pytest
 from cilium_labs import ssh
 from cilium_labs.backends.base import ExecResult
 from cilium_labs.errors import BackendError, UsageError
+from tests.helpers import FakeClock
 
 
 def _identity(tmp_path: Path) -> ssh.SshIdentity:
@@ -71,24 +72,13 @@ def test_ensure_keypair(tmp_path: Path) -> None:
     assert ssh.ensure_keypair(key, comment="cilium-labs-lab").split()[:2] == pub.split()[:2]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
 def test_wait_until_reachable(tmp_path: Path) -> None:
     answers = [
         ExecResult(255, "", "ssh: connect to host 34.1.2.3 port 22: Connection refused"),
         ExecResult(255, "", "cilium-labs@34.1.2.3: Permission denied (publickey)."),
         ExecResult(0, "", ""),
     ]
-    clock, lines = Clock(), []
+    clock, lines = FakeClock(), []
     ssh.wait_until_reachable(
         _identity(tmp_path), "34.1.2.3", runner=lambda *a, **k: answers.pop(0), sleep=clock.sleep, clock=clock,
         progress=lines.append,
@@ -97,7 +87,7 @@ def test_wait_until_reachable(tmp_path: Path) -> None:
 
 
 def test_wait_until_reachable_gives_up_with_the_last_error(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     refused = ExecResult(255, "", "ssh: connect to host 34.1.2.3 port 22: Connection timed out")
     with pytest.raises(BackendError, match="Connection timed out") as err:
         ssh.wait_until_reachable(
@@ -112,7 +102,7 @@ def test_wait_until_reachable_gives_up_with_the_last_error(tmp_path: Path) -> No
 
 
 def test_changed_host_key_is_not_retried(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     changed = ExecResult(
         255, "", "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed."
     )

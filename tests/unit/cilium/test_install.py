@@ -18,7 +18,7 @@ from cilium_labs.backends.base import Backend, Node
 from cilium_labs.cilium import install as I
 from cilium_labs.errors import CapabilityMissing, ClusterError, CommandError, SpecError
 from cilium_labs.spec import LabSpec, from_dict
-from tests.helpers import chart
+from tests.helpers import FakeClock, chart
 
 # -- stand-ins -----------------------------------------------------------------------------------------------------
 
@@ -213,17 +213,6 @@ class FakeCluster:
         )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
 @pytest.fixture
 def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``helm`` and ``cilium`` stand-ins that record argv (and the values file they were given)."""
@@ -260,7 +249,7 @@ def tool_calls(tmp: Path) -> list[dict[str, Any]]:
 def run_install(
     spec: LabSpec, backend: Backend, cluster: FakeCluster, lines: list[str] | None = None, **kw: Any
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     lines = [] if lines is None else lines
     # install() waits with the real clock; drive wait_ready through the fake one by patching it in
     orig = I.wait_ready
@@ -460,7 +449,7 @@ def test_uninstall(fake_tools: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_wait_ready_survives_api_hiccups(tmp_path: Path) -> None:
     cluster = FakeCluster(tmp_path / "kc")
     cluster.fail_api = 2
-    clock = Clock()
+    clock = FakeClock()
     lines: list[str] = []
     state = I.wait_ready(LabSpec(), cluster, progress=lines.append, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
     assert state.done and lines[0].startswith("waiting for the API server")
@@ -469,7 +458,7 @@ def test_wait_ready_survives_api_hiccups(tmp_path: Path) -> None:
 def test_timeout_says_which_pods_and_why(tmp_path: Path) -> None:
     cluster = FakeCluster(tmp_path / "kc")
     cluster.ready_after = -1
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(I.InstallTimeout) as err:
         I.wait_ready(LabSpec(), cluster, progress=lambda _: None, timeout_s=30, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
     msg = str(err.value)
