@@ -277,6 +277,29 @@ class SharedWorkload:
             time.sleep(1.0)
 
 
+class WorkloadCheck:
+    """A check that deploys the shared test workload: where it goes, whether it stays, its image, and how long it
+    may take to get ready (the connectivity and encapsulation checks share one deployment, so one set of these)."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        keep: bool = False,
+        image: str = AGNHOST_IMAGE,
+        ready_timeout_s: float = 180.0,
+    ) -> None:
+        self.namespace = namespace
+        self.keep = keep
+        self.image = image
+        self.ready_timeout_s = ready_timeout_s
+
+    def workload(self, ctx: CheckContext) -> SharedWorkload:
+        return SharedWorkload.of(
+            ctx, namespace=self.namespace, keep=self.keep, image=self.image, ready_timeout_s=self.ready_timeout_s
+        )
+
+
 def _pod_state(pod: Any) -> str:
     for cs in pod.status.container_statuses or []:
         waiting = getattr(cs.state, "waiting", None) if cs.state else None

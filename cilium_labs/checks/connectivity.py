@@ -31,16 +31,14 @@ from ..cluster import PodExec
 from ..errors import ClusterError
 from . import _probes as pr
 from ._workload import (
-    AGNHOST_IMAGE,
     CLIENT,
-    DEFAULT_NAMESPACE,
     ECHO,
     ECHO_PORT,
     HOST,
     SERVICE_PORT,
     ProbePod,
-    SharedWorkload,
     Workload,
+    WorkloadCheck,
     WorkloadError,
     schedulable_nodes,
 )
@@ -99,33 +97,17 @@ EXPECTED = {
 Job = Callable[[], list[ProbeResult]]
 
 
-class ConnectivityCheck:
+class ConnectivityCheck(WorkloadCheck):
     name = NAME
     description = "pod to pod across every node pair, same node, Service, NodePort, host to pod, MTU (deploys pods)"
     default = False
     """Opt-in (``--check connectivity``): it deploys a test namespace."""
 
-    def __init__(
-        self,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        keep: bool = False,
-        image: str = AGNHOST_IMAGE,
-        ready_timeout_s: float = 180.0,
-        concurrency: int = 8,
-        dns: bool = True,
-    ) -> None:
-        self.namespace = namespace
-        self.keep = keep
-        self.image = image
-        self.ready_timeout_s = ready_timeout_s
+    def __init__(self, *, concurrency: int = 8, dns: bool = True, **workload: Any) -> None:
+        """``workload``: the ``WorkloadCheck`` options (namespace, keep, image, ready_timeout_s)."""
+        super().__init__(**workload)
         self.concurrency = concurrency
         self.dns = dns
-
-    def workload(self, ctx: CheckContext) -> SharedWorkload:
-        return SharedWorkload.of(
-            ctx, namespace=self.namespace, keep=self.keep, image=self.image, ready_timeout_s=self.ready_timeout_s
-        )
 
     def run(self, ctx: CheckContext) -> list[Finding]:
         nodes = ctx.read("nodes", ctx.cluster.nodes)
@@ -362,10 +344,3 @@ def format_matrix(details: dict[str, Any]) -> list[str]:
 CHECK = ConnectivityCheck()
 register(CHECK)
 
-
-def configure(**options: Any) -> ConnectivityCheck:
-    """Replace the registered check with one built with ``options`` (``namespace=``, ``keep=``, ``image=``...)."""
-    global CHECK
-    CHECK = ConnectivityCheck(**options)
-    register(CHECK)
-    return CHECK

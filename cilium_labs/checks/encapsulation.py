@@ -28,13 +28,11 @@ from ..errors import CiliumLabsError, ParseError
 from ..net.encap import GENEVE_PORTS, VXLAN_PORTS, Decoded, TunnelPacket, decode_capture
 from . import _probes as pr
 from ._workload import (
-    AGNHOST_IMAGE,
     CLIENT,
-    DEFAULT_NAMESPACE,
     ECHO,
     ProbePod,
-    SharedWorkload,
     Workload,
+    WorkloadCheck,
     WorkloadError,
     schedulable_nodes,
 )
@@ -68,28 +66,17 @@ class PairView:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(self).items()}
 
 
-class EncapsulationCheck:
+class EncapsulationCheck(WorkloadCheck):
     name = NAME
     description = "cross-node pod traffic captured on the underlay: protocol, outer/inner addresses, VNI = identity"
     default = False
     """Opt-in (``--check encapsulation``): it deploys a test namespace and needs the backend's ``capture``."""
 
-    def __init__(
-        self,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        keep: bool = False,
-        image: str = AGNHOST_IMAGE,
-        seconds: float = 5.0,
-        startup_s: float = 1.5,
-        ready_timeout_s: float = 180.0,
-    ) -> None:
-        self.namespace = namespace
-        self.keep = keep
-        self.image = image
+    def __init__(self, *, seconds: float = 5.0, startup_s: float = 1.5, **workload: Any) -> None:
+        """``workload``: the ``WorkloadCheck`` options (namespace, keep, image, ready_timeout_s)."""
+        super().__init__(**workload)
         self.seconds = seconds
         self.startup_s = startup_s
-        self.ready_timeout_s = ready_timeout_s
 
     def run(self, ctx: CheckContext) -> list[Finding]:
         routing = ctx.expected_routing()
@@ -104,9 +91,7 @@ class EncapsulationCheck:
             raise Skip(f"needs two schedulable nodes for cross-node traffic, found {len(schedulable)}")
         expected_proto = routing.protocol or "vxlan"
         vxlan_ports, geneve_ports = self._ports(ctx, expected_proto)
-        shared = SharedWorkload.of(
-            ctx, namespace=self.namespace, keep=self.keep, image=self.image, ready_timeout_s=self.ready_timeout_s
-        )
+        shared = self.workload(ctx)
         try:
             try:
                 wl = shared.acquire()
@@ -317,10 +302,3 @@ def tunnel_packets_between(decoded: Decoded, a: str, b: str) -> list[TunnelPacke
 CHECK = EncapsulationCheck()
 register(CHECK)
 
-
-def configure(**options: Any) -> EncapsulationCheck:
-    """Replace the registered check with one built with ``options`` (``namespace=``, ``keep=``, ``seconds=``...)."""
-    global CHECK
-    CHECK = EncapsulationCheck(**options)
-    register(CHECK)
-    return CHECK
