@@ -426,8 +426,11 @@ class Agents:
         adding up.
         """
         argv = self.command(args)
-        chosen = list(agents) if agents is not None else list(self.by_node().values())
+        chosen = self._chosen(agents)
         return Pending([self.submit(a, argv, timeout_s=timeout_s) for a in chosen])
+
+    def _chosen(self, agents: Iterable[Agent] | None) -> list[Agent]:
+        return list(agents) if agents is not None else list(self.by_node().values())
 
     def run_all(
         self,
@@ -456,7 +459,7 @@ class Agents:
         """``start`` for several commands per agent; ``PendingMany.as_completed`` yields an agent's results once
         all of its commands have answered."""
         argvs = [self.command(c) for c in commands]
-        chosen = list(agents) if agents is not None else list(self.by_node().values())
+        chosen = self._chosen(agents)
         return PendingMany({a.node: [self.submit(a, argv) for argv in argvs] for a in chosen})
 
 
@@ -473,10 +476,6 @@ class Pending:
         """Each agent's result as soon as it is in (an exec never raises: failures are results)."""
         for fut in as_completed(self.futures):
             yield fut.result()
-
-    def by_node(self) -> dict[str, AgentResult]:
-        """Node name -> result, once every exec has answered."""
-        return {res.node: res for res in (f.result() for f in self.futures)}
 
 
 class PendingMany:
