@@ -91,13 +91,9 @@ class Cluster:
         except ApiException as exc:
             if missing_ok and exc.status == 404:
                 return None
-            err = ClusterError(f"{what}: API answered {exc.status} {exc.reason}")
-            err.status = exc.status  # type: ignore[attr-defined]
-            raise err from exc
+            raise ClusterError(f"{what}: API answered {exc.status} {exc.reason}", status=exc.status) from exc
         except Exception as exc:  # urllib3 connection errors, TLS errors, timeouts, undecodable objects
-            err = ClusterError(f"{what}: {self.server} failed ({type(exc).__name__}: {exc})")
-            err.status = 0  # type: ignore[attr-defined]
-            raise err from exc
+            raise ClusterError(f"{what}: {self.server} failed ({type(exc).__name__}: {exc})", status=0) from exc
 
     def _list(self, what: str, fn: Any, cls: type, *args: Any, **kwargs: Any) -> list[Any]:
         """A list call's items as views of model ``cls``: the client's attributes without building its models
@@ -195,12 +191,7 @@ class Cluster:
 
     # -- writes (the connectivity check's test namespace) ----------------------------------------------------
     def namespace(self, name: str) -> client.V1Namespace | None:
-        try:
-            return self.core.read_namespace(name, _request_timeout=self.request_timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise ClusterError(f"read namespace {name}: API answered {exc.status} {exc.reason}") from exc
+        return self._call(f"read namespace {name}", self.core.read_namespace, name, missing_ok=True)
 
     def create(self, obj: dict[str, Any]) -> Any:
         """Create a Namespace, DaemonSet, Deployment, Service or Pod from its manifest (a dict)."""
@@ -221,13 +212,7 @@ class Cluster:
 
     def delete_namespace(self, name: str) -> bool:
         """Delete a namespace (with everything in it); False when it did not exist."""
-        try:
-            self.core.delete_namespace(name, _request_timeout=self.request_timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise ClusterError(f"delete namespace {name}: API answered {exc.status} {exc.reason}") from exc
-        return True
+        return self._call(f"delete namespace {name}", self.core.delete_namespace, name, missing_ok=True) is not None
 
     # -- exec ----------------------------------------------------------------------------------------------
     def _exec_core(self) -> client.CoreV1Api:
@@ -250,9 +235,7 @@ class Cluster:
                 out = self._transport.exec(namespace, pod, container, argv, timeout=timeout)
             except ExecRefused as exc:
                 # worded as kubernetes.stream's ApiException(status=0, reason=...) was, which callers parse
-                err = ClusterError(f"exec in {namespace}/{pod}: API answered 0 {exc}")
-                err.status = 0  # type: ignore[attr-defined]
-                raise err from exc
+                raise ClusterError(f"exec in {namespace}/{pod}: API answered 0 {exc}", status=0) from exc
             if not out.finished:
                 return PodExec(out.stdout, out.stderr, -1, f"no answer within {timeout:g}s")
             return _exec_status(out.stdout, out.stderr, out.status)
@@ -271,13 +254,10 @@ class Cluster:
                 _request_timeout=timeout,
             )
         except ApiException as exc:
-            err = ClusterError(f"exec in {namespace}/{pod}: API answered {exc.status} {exc.reason}")
-            err.status = exc.status  # type: ignore[attr-defined]
-            raise err from exc
+            what = f"exec in {namespace}/{pod}: API answered {exc.status} {exc.reason}"
+            raise ClusterError(what, status=exc.status) from exc
         except Exception as exc:
-            err = ClusterError(f"exec in {namespace}/{pod}: {type(exc).__name__}: {exc}")
-            err.status = 0  # type: ignore[attr-defined]
-            raise err from exc
+            raise ClusterError(f"exec in {namespace}/{pod}: {type(exc).__name__}: {exc}", status=0) from exc
         try:
             resp.run_forever(timeout=timeout)
             stdout = resp.read_stdout() if resp.peek_stdout() else ""

@@ -76,6 +76,11 @@ class LabStateError(UsageError):
 class ClusterError(CiliumLabsError):
     """The Kubernetes API could not be reached or answered with an error."""
 
+    def __init__(self, message: str, *, fix: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.status = status
+        """The API's HTTP status; 0 when no answer came (connection, TLS, timeout); None when not known."""
+
 
 class ParseError(UsageError):
     """Text handed to a parser is not the output it claims to be."""

@@ -132,7 +132,7 @@ def transient_status(status: int | None) -> bool:
 
 def cluster_error_status(exc: ClusterError) -> int | None:
     """The HTTP status behind a ``ClusterError`` (0 for a connection failure), if it is known."""
-    status = getattr(exc, "status", None)
+    status = exc.status
     if isinstance(status, int):
         return status
     cause = exc.__cause__

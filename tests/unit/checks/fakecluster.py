@@ -198,9 +198,7 @@ class FakeCluster:
         with self._lock:
             if self.flaky_reads > 0:
                 self.flaky_reads -= 1
-                err = ClusterError("list: API answered 500 Internal Server Error")
-                err.status = 500  # type: ignore[attr-defined]
-                raise err
+                raise ClusterError("list: API answered 500 Internal Server Error", status=500)
 
     def nodes(self) -> list[client.V1Node]:
         self._read()
@@ -259,9 +257,7 @@ class FakeCluster:
             if self.exec_delay:
                 time.sleep(self.exec_delay)
             if flaky:
-                err = ClusterError(f"exec in {namespace}/{pod}: API answered 500 Internal Server Error")
-                err.status = 500  # type: ignore[attr-defined]
-                raise err
+                raise ClusterError(f"exec in {namespace}/{pod}: API answered 500 Internal Server Error", status=500)
             if node in self.slow:
                 if self.slow[node] > timeout:
                     time.sleep(timeout)

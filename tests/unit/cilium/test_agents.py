@@ -106,9 +106,7 @@ class ScriptedCluster:
 
 
 def _err(status: int) -> ClusterError:
-    e = ClusterError(f"exec: API answered {status}")
-    e.status = status  # type: ignore[attr-defined]
-    return e
+    return ClusterError(f"exec: API answered {status}", status=status)
 
 
 AGENT = Agent(pod="cilium-1", node="n1", namespace="kube-system")
@@ -271,9 +269,7 @@ HANDSHAKE = (
 
 
 def _handshake(code: int, phrase: str) -> ClusterError:
-    e = ClusterError(HANDSHAKE.format(code=code, phrase=phrase))
-    e.status = 0  # type: ignore[attr-defined]
-    return e
+    return ClusterError(HANDSHAKE.format(code=code, phrase=phrase), status=0)
 
 
 def test_refused_upgrade_reads_as_its_real_status_and_message() -> None:
