@@ -189,32 +189,38 @@ register("agent-slow", [NODE, Param("seconds", seconds_param, "SECONDS")], "ever
 register(
     "api-flaky",
     [Param("rate", rate_param, "RATE")],
-    "RATE of the requests to each URL are answered 500 or 429, spread evenly (the same ones on every run)",
+    "RATE of the requests to each path are answered 500 or 429, spread evenly; a retry after a failure passes",
 )
 
 
 class FailureSpread:
-    """Which requests an ``api-flaky:RATE`` fault fails: exactly RATE of the requests to each URL, spread evenly.
+    """Which requests an ``api-flaky:RATE`` fault fails: exactly RATE of the requests to each path, spread evenly.
 
     A coin toss per request made the fault, and every test built on it, a lottery: at rate 0.5 a read failed all
-    four of a client's attempts one run in sixteen. Here the n-th request to a URL fails when ``n * rate`` (shifted
-    by a per-URL phase, so the first request to half the URLs fails at 0.5) crosses a whole number. The share is
-    exact, the same URLs fail on every run, and up to rate 0.5 no request fails twice in a row, so a client that
-    retries once always gets through, as a client of a flaky but working API server does. Above 0.5, failures run
-    back to back, which is what such a rate means.
+    four of a client's attempts one run in sixteen. Counting per whole URL was not enough either: each exec's URL
+    carries its command, so most URLs are asked once, and whether a run saw any failure at all came down to the
+    hash of random pod names. So requests are counted per path (the query left out: every exec on one agent pod
+    shares a path), and the n-th request on a path fails when ``n * rate``, shifted by a per-path phase, crosses
+    a whole number. The share per path is exact whatever the phase: two requests on a path at rate 0.5 include
+    one failure. Up to rate 0.5 a request whose exact URL failed last time is let through and the failure passes
+    to the next request on the path, so a client that retries once always gets through, as a client of a flaky
+    but working API server does. Above 0.5 failures run back to back, which is what such a rate means.
     """
 
     def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
+        self._due: dict[str, float] = {}
+        self._failed_last: dict[str, bool] = {}
         self._lock = threading.Lock()
 
-    def fails(self, key: str, rate: float) -> bool:
-        """Count one request to ``key`` (method and URL) and say whether the fault answers it with an error."""
+    def fails(self, path: str, url: str, rate: float) -> bool:
+        """Count one request (``path``: method and path; ``url``: with its query) and say whether the fault
+        answers it with an error."""
         with self._lock:
-            n = self._seen.get(key, 0)
-            self._seen[key] = n + 1
-        phase = zlib.crc32(key.encode()) / 2**32
-        return int((n + 1) * rate + phase) > int(n * rate + phase)
+            due = self._due.get(path, zlib.crc32(path.encode()) / 2**32) + rate
+            fail = due >= 1 and not (rate <= 0.5 and self._failed_last.get(url, False))
+            self._due[path] = due - 1 if fail else due
+            self._failed_last[url] = fail
+        return fail
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------

@@ -110,9 +110,9 @@ class SimServer:
                           "message": "Unauthorized", "reason": "Unauthorized", "code": 401}, 401)
         if not request.path.startswith("/sim/"):
             for fault in self.cluster.faults_for("api-flaky"):
-                key = f"{request.method} {request.path_qs}"
-                if self.flaky.fails(key, float(fault.get("rate", 0.0))):
-                    if self.flaky.fails("which error", 0.5):  # half the failures each, alternating
+                path = f"{request.method} {request.path}"
+                if self.flaky.fails(path, f"{path}?{request.query_string}", float(fault.get("rate", 0.0))):
+                    if self.flaky.fails("which error", "", 0.5):  # half the failures each, alternating
                         return _status(ApiError(429, "TooManyRequests", "the server has received too many "
                                                 "requests and has asked us to try again later",
                                                 {"retryAfterSeconds": 1}), {"Retry-After": "1"})

@@ -97,19 +97,39 @@ def test_other_modules_register_kinds() -> None:
 @pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])
 def test_flaky_spread_fails_the_rate_exactly_and_never_twice_in_a_row(rate: float) -> None:
     spread = FailureSpread()
-    for key in ("GET /api/v1/pods", "GET /api/v1/namespaces/kube-system/pods/cilium-abc/exec?command=cilium"):
-        outcomes = [spread.fails(key, rate) for _ in range(200)]
+    for path in ("GET /api/v1/pods", "GET /api/v1/namespaces/kube-system/pods/cilium-abc/exec"):
+        outcomes = [spread.fails(path, path + "?x", rate) for _ in range(200)]
         assert sum(outcomes) == round(200 * rate)
         assert not any(a and b for a, b in zip(outcomes, outcomes[1:], strict=False))
 
 
-def test_flaky_spread_fails_the_first_request_to_some_urls_at_half() -> None:
+def test_flaky_spread_fails_the_first_request_on_some_paths_at_half() -> None:
     spread = FailureSpread()
-    first = [spread.fails(f"GET /api/v1/namespaces/ns{i}/pods", 0.5) for i in range(100)]
+    first = [spread.fails(f"GET /api/v1/namespaces/ns{i}/pods", f"ns{i}", 0.5) for i in range(100)]
     assert 20 < sum(first) < 80  # retries are exercised, not only later requests
+
+
+@pytest.mark.parametrize("pod", [f"cilium-{i:05x}" for i in range(0, 40000, 997)])
+def test_flaky_spread_fails_one_of_any_two_execs_on_a_pod_whatever_its_name(pod: str) -> None:
+    """Each exec's URL is asked once; what the fault counts is the pod's exec path, so a run always sees failures
+    (the per-URL count left some runs with none, depending on the hash of random pod names)."""
+    spread = FailureSpread()
+    path = f"GET /api/v1/namespaces/kube-system/pods/{pod}/exec"
+    assert sum(spread.fails(path, f"{path}?command={c}", 0.5) for c in ("status", "service")) == 1
+
+
+def test_flaky_spread_lets_a_retry_through_and_passes_the_failure_on() -> None:
+    """Two execs in flight on one pod: A fails, B passes, A's retry would be due to fail but gets through, and the
+    failure goes to the next request on the path, so the share stays exact."""
+    spread = FailureSpread()
+    path = "GET /api/v1/namespaces/kube-system/pods/cilium-abc/exec"
+    first = next(c for c in range(100) if spread.fails(path, f"{path}?n={c}", 0.5))
+    assert not spread.fails(path, f"{path}?n=other", 0.5)
+    assert not spread.fails(path, f"{path}?n={first}", 0.5)  # due, but this exact URL just failed
+    assert spread.fails(path, f"{path}?n=next", 0.5)
 
 
 def test_flaky_spread_at_the_extremes() -> None:
     spread = FailureSpread()
-    assert not any(spread.fails("GET /version", 0.0) for _ in range(50))
-    assert all(spread.fails("GET /version", 1.0) for _ in range(50))
+    assert not any(spread.fails("GET /version", "GET /version?", 0.0) for _ in range(50))
+    assert all(spread.fails("GET /version", "GET /version?", 1.0) for _ in range(50))
