@@ -255,47 +255,15 @@ def _split(text: str) -> Addr | None:
 
 def services(text: str) -> list[dict[str, Any]]:
     """``service list`` (text or ``-o json``) -> ``[{"id","frontend","protocol","type","backends":
-    [{"address","state","preferred"}]}]``."""
-    fast = _services_fast(text)
-    if fast is not None:
-        return fast
+    [{"address","state","preferred"}]}]``: the tolerant parser, for what ``_index_fast`` declines."""
     return list(parse.parse_service_list(_compact(text)).to_dict()["services"])
 
 
 # -- the fast path for `service list` text -----------------------------------------------------------------------
 _HEADER = re.compile(r"^ID\s+Frontend\s+Service Type\s+Backend\s*$")
-_TAIL = r"((?:\s+\((?:[a-z][a-z-]*)\))*)"
-_ROW = re.compile(r"^(\d+)\s+(\S+)\s+([A-Za-z][\w-]*)( \(Remote\))?(?:\s+\d+ => (\S+)" + _TAIL + r")?\s*$")
-_CONT = re.compile(r"^\s+\d+ => (\S+)" + _TAIL + r"\s*$")
 _ADDR = re.compile(
     r"^(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})):(\d{1,5})(?:/(TCP|UDP|SCTP|ANY|NONE))?(/i)?$"
 )
-
-
-@functools.lru_cache(maxsize=65536)
-def _address(token: str) -> tuple[str, str | None] | None:
-    """``10.96.0.10:53/TCP`` -> (``10.96.0.10:53``, ``TCP``), IPv6 canonical and bracketed; None if odd."""
-    key = _key(token)
-    if key is None:
-        return None
-    ip, port, proto = key
-    return (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"), proto or None
-
-
-def _backend(token: str, tail: str) -> dict[str, Any] | None:
-    addr = _address(token)
-    if addr is None:
-        return None
-    state: str | None = None
-    preferred = False
-    for part in tail.replace("(", " ").replace(")", " ").split():
-        if part == "preferred":
-            preferred = True
-        elif state is None:
-            state = part
-        else:
-            return None
-    return {"address": addr[0], "state": state, "preferred": preferred}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -369,39 +337,4 @@ def _index_fast(text: str, with_proto: bool) -> Index | None:
         baddr = (be[0], be[1])
         if backends.get(baddr, "active") == "active":
             backends[baddr] = state
-    return out
-
-
-def _services_fast(text: str) -> list[dict[str, Any]] | None:
-    """The current text layout read row by row; None as soon as anything looks different."""
-    if not text.endswith("\n"):
-        return None  # the last row may be cut off: the parser knows how to tell
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines or not _HEADER.match(lines[0]):
-        return None
-    out: list[dict[str, Any]] = []
-    for line in lines[1:]:
-        m = _ROW.match(line)
-        if m is not None:
-            sid, fe_token, typ, remote, be_token, tail = m.groups()
-            fe = _address(fe_token)
-            if fe is None or remote:
-                return None
-            entry: dict[str, Any] = {"id": int(sid), "frontend": fe[0], "protocol": fe[1], "type": typ, "backends": []}
-            if be_token is not None:
-                be = _backend(be_token, tail or "")
-                if be is None:
-                    return None
-                entry["backends"].append(be)
-            out.append(entry)
-            continue
-        m = _CONT.match(line)
-        if m is None or not out:
-            return None
-        be = _backend(m.group(1), m.group(2) or "")
-        if be is None:
-            return None
-        out[-1]["backends"].append(be)
     return out
