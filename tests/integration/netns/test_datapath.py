@@ -77,10 +77,10 @@ def test_kernel_state_reads_back(dp: NetnsDatapath) -> None:
 def test_vni_on_the_wire_is_the_source_pods_identity(dp: NetnsDatapath) -> None:
     nodes = NetnsNodes("itdp")  # the same capture from another process's point of view
     box: dict[str, bytes] = {}
-    t = threading.Thread(target=lambda: box.setdefault("pcap", nodes.capture("dp-n1", "udp port 8472", 2.5)))
+    t = threading.Thread(target=lambda: box.setdefault("pcap", nodes.capture("dp-n1", "udp port 8472", 4)))
     t.start()
-    time.sleep(0.8)
-    dp.exec_in_pod("t", "client-1", ["ping", "-c", "3", "-i", "0.2", "10.244.2.10"])
+    time.sleep(0.8)  # pings go on for two seconds more, so a tcpdump slow to start on a loaded machine sees some
+    dp.exec_in_pod("t", "client-1", ["ping", "-c", "10", "-i", "0.2", "10.244.2.10"])
     t.join()
     got = {(p.outer_src, p.outer_dst, p.inner_src, p.inner_dst, p.vni) for p in decode_capture(box["pcap"]).tunnel}
     assert ("172.18.0.2", "172.18.0.3", "10.244.1.20", "10.244.2.10", 5001) in got
