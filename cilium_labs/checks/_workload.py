@@ -142,31 +142,31 @@ class WorkloadError(Exception):
         super().__init__(reason)
 
 
+@attrs.frozen
+class WorkloadOptions:
+    """Where the shared test workload goes, whether it stays, its image, and how long it may take to get ready:
+    one set for the connectivity and encapsulation checks, which share one deployment."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    keep: bool = False
+    image: str = AGNHOST_IMAGE
+    ready_timeout_s: float = 180.0
+
+
 class SharedWorkload:
     """Deploy once per verification, shared by the checks that need it, deleted by the last one out."""
 
-    def __init__(
-        self,
-        ctx: CheckContext,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        keep: bool = False,
-        image: str = AGNHOST_IMAGE,
-        ready_timeout_s: float = 180.0,
-    ) -> None:
+    def __init__(self, ctx: CheckContext, options: WorkloadOptions = WorkloadOptions()) -> None:
         self.ctx = ctx
-        self.namespace = namespace
-        self.keep = keep
-        self.image = image
-        self.ready_timeout_s = ready_timeout_s
+        self.options = options
         self._lock = threading.Lock()
         self._users = 0
         self._workload: Workload | None = None
         self._error: WorkloadError | None = None
 
     @classmethod
-    def of(cls, ctx: CheckContext, **options: Any) -> SharedWorkload:
-        return ctx.cached(f"workload:{options.get('namespace', DEFAULT_NAMESPACE)}", lambda: cls(ctx, **options))
+    def of(cls, ctx: CheckContext, options: WorkloadOptions) -> SharedWorkload:
+        return ctx.cached(f"workload:{options.namespace}", lambda: cls(ctx, options))
 
     def acquire(self) -> Workload:
         """The ready workload (deploying it if nobody has); raises ``WorkloadError`` when it cannot get ready."""
@@ -190,32 +190,32 @@ class SharedWorkload:
             deployed = self._workload is not None or self._error is not None
             self._workload = None
             self._error = None
-            if deployed and not self.keep:
-                self.ctx.progress(f"deleting test namespace {self.namespace}")
-                self.ctx.cluster.delete_namespace(self.namespace)
+            if deployed and not self.options.keep:
+                self.ctx.progress(f"deleting test namespace {self.options.namespace}")
+                self.ctx.cluster.delete_namespace(self.options.namespace)
 
     # -- deploy ------------------------------------------------------------------------------------------------
     def _deploy(self) -> Workload:
         cluster = self.ctx.cluster
-        existing: Any = cluster.namespace(self.namespace)
+        existing: Any = cluster.namespace(self.options.namespace)
         if existing is not None:
             owner = (existing.metadata.labels or {}).get("app.kubernetes.io/managed-by")
             if owner != MANAGED_BY:
                 raise UsageError(
-                    f"namespace {self.namespace} exists and was not made by cilium-labs",
+                    f"namespace {self.options.namespace} exists and was not made by cilium-labs",
                     fix="choose another test namespace for the connectivity check",
                 )
-            self.ctx.progress(f"deleting the test namespace {self.namespace} left by an earlier run")
-            cluster.delete_namespace(self.namespace)
-            self._wait(lambda: cluster.namespace(self.namespace) is None, 120.0, "the old test namespace to go")
+            self.ctx.progress(f"deleting the test namespace {self.options.namespace} left by an earlier run")
+            cluster.delete_namespace(self.options.namespace)
+            self._wait(lambda: cluster.namespace(self.options.namespace) is None, 120.0, "the old test namespace to go")
         backend = self.ctx.backend
         if isinstance(backend, LoadImage):  # kind: put the pinned image on the nodes, as with Cilium's images
             try:
-                backend.load_image(self.image)
+                backend.load_image(self.options.image)
             except CiliumLabsError as exc:
-                self.ctx.progress(f"could not preload {self.image} ({exc.message}); the nodes will pull it")
-        self.ctx.progress(f"deploying test pods ({self.image}) in namespace {self.namespace}")
-        for obj in manifests(self.namespace, self.image):
+                self.ctx.progress(f"could not preload {self.options.image} ({exc.message}); the nodes will pull it")
+        self.ctx.progress(f"deploying test pods ({self.options.image}) in namespace {self.options.namespace}")
+        for obj in manifests(self.options.namespace, self.options.image):
             cluster.create(obj)
         return self._wait_ready()
 
@@ -231,10 +231,10 @@ class SharedWorkload:
         nodes: list[Any] = self.ctx.read("nodes", cluster.nodes)
         schedulable, _ = schedulable_nodes(nodes)
         all_nodes = sorted(str(n.metadata.name) for n in nodes)
-        deadline = time.monotonic() + self.ready_timeout_s
+        deadline = time.monotonic() + self.options.ready_timeout_s
         last = "no pods yet"
         while True:
-            pods: list[Any] = cluster.pods(self.namespace)
+            pods: list[Any] = cluster.pods(self.options.namespace)
             found: list[ProbePod] = []
             waiting: list[str] = []
             for p in pods:
@@ -256,12 +256,12 @@ class SharedWorkload:
                 for node in sorted(want - {p.node for p in found if p.role == role})
             ]
             if not missing:
-                svc: Any = cluster.core.read_namespaced_service(ECHO, self.namespace)
+                svc: Any = cluster.core.read_namespaced_service(ECHO, self.options.namespace)
                 ips = tuple(ip for ip in (svc.spec.cluster_ips or [svc.spec.cluster_ip]) if ip and ip != "None")
                 node_port = next((p.node_port for p in svc.spec.ports or [] if p.node_port), 0)
                 infos = self.ctx.node_infos()
                 return Workload(
-                    self.namespace,
+                    self.options.namespace,
                     tuple(found),
                     ips,
                     int(node_port or 0),
@@ -271,33 +271,21 @@ class SharedWorkload:
             last = "; ".join(waiting[:6] or missing[:6])
             if time.monotonic() > deadline:
                 raise WorkloadError(
-                    f"test pods not ready after {self.ready_timeout_s:g}s: {last}"
+                    f"test pods not ready after {self.options.ready_timeout_s:g}s: {last}"
                     + (f" (missing: {', '.join(missing[:6])})" if missing and waiting else "")
                 )
             time.sleep(1.0)
 
 
 class WorkloadCheck:
-    """A check that deploys the shared test workload: where it goes, whether it stays, its image, and how long it
-    may take to get ready (the connectivity and encapsulation checks share one deployment, so one set of these)."""
+    """A check that deploys the shared test workload (``WorkloadOptions``: namespace, keep, image,
+    ready_timeout_s, given as keywords)."""
 
-    def __init__(
-        self,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        keep: bool = False,
-        image: str = AGNHOST_IMAGE,
-        ready_timeout_s: float = 180.0,
-    ) -> None:
-        self.namespace = namespace
-        self.keep = keep
-        self.image = image
-        self.ready_timeout_s = ready_timeout_s
+    def __init__(self, **options: Any) -> None:
+        self.options = WorkloadOptions(**options)
 
     def workload(self, ctx: CheckContext) -> SharedWorkload:
-        return SharedWorkload.of(
-            ctx, namespace=self.namespace, keep=self.keep, image=self.image, ready_timeout_s=self.ready_timeout_s
-        )
+        return SharedWorkload.of(ctx, self.options)
 
 
 def _pod_state(pod: Any) -> str:

@@ -125,7 +125,7 @@ class ConnectivityCheck(WorkloadCheck):
             except WorkloadError as exc:
                 return [
                     Finding(
-                        NAME, None, "test-pods-not-ready", f"namespace {self.namespace}",
+                        NAME, None, "test-pods-not-ready", f"namespace {self.options.namespace}",
                         "echo, client and host-client pods Running and Ready", exc.reason,
                     )
                 ]  # fmt: skip
@@ -133,7 +133,7 @@ class ConnectivityCheck(WorkloadCheck):
         finally:
             shared.release()
         findings = Findings(r.finding() for r in results if not r.ok)
-        findings.details = details(wl, results, notes, self.image)
+        findings.details = details(wl, results, notes, self.options.image)
         return findings
 
     # -- probing ---------------------------------------------------------------------------------------------

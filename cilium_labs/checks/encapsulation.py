@@ -96,7 +96,7 @@ class EncapsulationCheck(WorkloadCheck):
             try:
                 wl = shared.acquire()
             except WorkloadError as exc:
-                return [Finding(NAME, None, "test-pods-not-ready", f"namespace {self.namespace}",
+                return [Finding(NAME, None, "test-pods-not-ready", f"namespace {self.options.namespace}",
                                 "echo and client pods Running and Ready", exc.reason)]  # fmt: skip
             identities, findings = self._identities(ctx)
             captures = self._capture_all(ctx, backend, wl, vxlan_ports + geneve_ports)
