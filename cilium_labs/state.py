@@ -30,13 +30,15 @@ Phase = Literal["creating", "up", "installing", "installed", "failed", "deleting
 
 
 def state_root(override: str | Path | None = None) -> Path:
+    """The state root, absolute: paths under it are recorded (and matched against processes' command lines),
+    so ``--state-dir ./x`` must mean the same folder from any directory."""
     if override:
-        return Path(override)
+        return Path(override).expanduser().absolute()
     env = os.environ.get("CILIUM_LABS_STATE_DIR")
     if env:
-        return Path(env)
+        return Path(env).expanduser().absolute()
     xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "cilium-labs"
+    return Path(xdg).expanduser().absolute() / "cilium-labs"
 
 
 ARTIFACTS_DIR = "artifacts"
