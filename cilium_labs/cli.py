@@ -449,8 +449,11 @@ def spec_group() -> None:
 @spec_group.command("init")
 @lab_options
 def spec_init(**opts: Any) -> None:
-    """Print a complete default spec (with any flags applied): `cilium-labs spec init > lab.yaml`."""
-    click.echo(spec_mod.dumps(build_spec(opts)), nl=False)
+    """Print a complete default spec, every field commented (with any flags applied):
+    `cilium-labs spec init > lab.yaml`."""
+    from .spec_doc import commented
+
+    click.echo(commented(build_spec(opts)), nl=False)
 
 
 @spec_group.command("validate")

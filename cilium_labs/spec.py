@@ -74,10 +74,13 @@ class VagrantOptions:
     """``vagrant`` backend section."""
 
     box: str = "generic/debian12"
+    """Vagrant box every node boots (a libvirt box)."""
     box_url: str | None = None
     """A local ``.box`` file or URL, for boxes not on Vagrant Cloud."""
     cpus: int = 2
+    """vCPUs per VM."""
     memory_mb: int = 2048
+    """Memory per VM, in MiB."""
     driver: Literal["kvm", "qemu"] = "kvm"
     """``qemu`` for software emulation where /dev/kvm is not usable."""
     provision: bool = True
@@ -85,6 +88,7 @@ class VagrantOptions:
     kernel: str | None = None
     """Host path of a kernel to boot directly (boxes without a bootloader, e.g. a locally built one)."""
     initrd: str | None = None
+    """Host path of the initrd that goes with ``kernel`` (optional)."""
     kernel_cmdline: str | None = None
     """Kernel command line with ``kernel``; default ``root=/dev/vda rw console=ttyS0 net.ifnames=0``."""
     boot_timeout: int = 0
@@ -96,17 +100,25 @@ class GcpOptions:
     """``gcp`` backend section."""
 
     project: str | None = None
+    """GCP project ID the VMs are created in (required for the gcp backend)."""
     region: str = "us-central1"
+    """Region of the lab's subnet."""
     zone: str = "us-central1-a"
+    """Zone of the VMs."""
     machine_type: str = "e2-standard-2"
+    """GCE machine type of every node."""
     image: str = "debian-cloud/debian-12"
+    """Boot image of every node (``project/family``)."""
     admin_source_ranges: tuple[str, ...] = ()
     """Who may reach SSH and the API server; empty = the caller's public address as /32."""
     allow_world: bool = False
     """Must be true, in so many words, before 0.0.0.0/0 is accepted in ``admin_source_ranges``."""
     ttl_hours: float = 4.0
+    """Hours until the lab counts as expired (its ``expires`` label); ``cilium-labs gc`` deletes it after that."""
     external_etcd: bool = False
+    """Run etcd outside the control plane (kubeadm external etcd)."""
     labels: dict[str, str] = attrs.field(factory=dict)
+    """Extra GCE labels on every resource."""
 
 
 @attrs.frozen(kw_only=True)
@@ -114,7 +126,9 @@ class SimOptions:
     """``sim`` backend section."""
 
     exec_latency_ms: float = 150.0
+    """How long each simulated ``kubectl exec`` into an agent takes, in ms."""
     faults: tuple[str, ...] = ()
+    """Faults to inject once the agents are up, e.g. ``agent-down:NODE`` (the README lists them)."""
     datapath: Literal["api", "netns"] = "api"
     """``netns``: a real kernel datapath (root only): namespaces, VXLAN, routes."""
 
@@ -124,7 +138,9 @@ class ExistingOptions:
     """``existing`` backend section: a cluster someone already has."""
 
     kubeconfig: str | None = None
+    """Kubeconfig of the cluster; default ``$KUBECONFIG``, else ``~/.kube/config``."""
     context: str | None = None
+    """Context in that kubeconfig; default its current context."""
 
 
 _SECTIONS: dict[str, type] = {
@@ -141,26 +157,39 @@ class LabSpec:
     """A lab: nodes, Kubernetes, Cilium and its datapath settings, and per-backend options."""
 
     name: str = "cilium-lab"
+    """Lab name: a DNS label of at most 40 characters; nodes, state folder and cloud resources are named after it."""
     backend: str = "kind"
+    """Where the nodes run: kind, sim, vagrant, gcp, existing (or a plugin's name)."""
     control_planes: int = 1
+    """Control-plane nodes (1..7)."""
     workers: int = 2
+    """Worker nodes (0..100)."""
     k8s_version: str = DEFAULT_K8S_VERSION
+    """Kubernetes version of the nodes."""
     cilium_version: str = DEFAULT_CILIUM_VERSION
+    """Cilium release to install (quote it: "1.20.0")."""
     routing: Routing = "tunnel"
+    """Cilium's routing mode: tunnel (an overlay between nodes) or native (the underlay routes pod CIDRs)."""
     tunnel_protocol: TunnelProtocol = "vxlan"
+    """Encapsulation with routing: tunnel: vxlan or geneve."""
     ip_family: IPFamily = "ipv4"
+    """IP families of pods and Services: ipv4, ipv6 or dual."""
     pod_cidrs: tuple[str, ...] = ()
     """Empty = the default for the IP families (10.244.0.0/16, fd00:10:244::/56)."""
     service_cidrs: tuple[str, ...] = ()
+    """Empty = the default for the IP families (10.96.0.0/16, fd00:10:96::/112)."""
     node_cidr: str = "172.16.0.0/24"
     """Underlay for VM backends (the original recipe's GCE subnet); kind uses Docker's network."""
     kube_proxy_replacement: bool = False
+    """Run without kube-proxy, Cilium replacing it."""
     mtu: int = 0
     """0 lets Cilium detect it."""
     installer: Installer = "helm"
+    """How Cilium is installed: helm or cilium-cli."""
     chart: str | None = None
     """Chart source: None (the Cilium Helm repository), ``oci://...``, or a local chart directory/.tgz."""
     cilium_namespace: str = "kube-system"
+    """Namespace Cilium is installed in."""
     helm_values: dict[str, Any] = attrs.field(factory=dict)
     """Extra Helm values, merged last over the generated ones."""
     kind: KindOptions = attrs.field(factory=KindOptions)
