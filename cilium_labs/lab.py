@@ -377,11 +377,11 @@ class Lab:
                     self._report_leftovers(f"teardown failed ({_describe(exc)})")
                     raise
                 if force:
-                    left = self._leftovers()
+                    left = self._leftovers(unknown_ok=True)
                     if left:
                         self._report_leftovers("`down --force` removed what it could")
                         raise BackendError(f"lab {name} is not fully gone: {'; '.join(left)}",
-                                           fix="remove those by hand, then `cilium-labs down NAME --force` again")
+                                           fix=f"remove those by hand, then `cilium-labs down {name} --force` again")
             self._cluster = None
             self.store.forget(name, keep_artifacts=keep_artifacts)
             self.state = None
@@ -408,8 +408,10 @@ class Lab:
             state = store.load(name) if store.exists(name) else None
         except LabStateError:
             state = None
-        if state is None and not lab_dir.is_dir():
-            raise LabStateError(f"no lab named {name!r} in {store.root}", fix="see `cilium-labs list`")
+        if state is None and not lab_dir.is_dir() and backend is None:
+            raise LabStateError(f"no lab named {name!r} in {store.root}",
+                                fix=f"see `cilium-labs list`; `cilium-labs down {name} --force --backend B` "
+                                "searches backend B by the name anyway")
         backend_name = backend or (state.backend if state else None) or recorded_backend(store.path(name))
         backend_name = backend_name or _recognise(lab_dir)
         if backend_name is None:
@@ -420,12 +422,16 @@ class Lab:
                   reuse=True, progress=progress)
         lab.down(force=True, keep_artifacts=keep_artifacts)
 
-    def _leftovers(self) -> list[str]:
+    def _leftovers(self, *, unknown_ok: bool = False) -> list[str]:
+        """What the backend still finds of the lab, one line each; with ``unknown_ok``, nothing when it cannot
+        tell (after a forced teardown that succeeded), else a line saying it cannot."""
         try:
             left = self.backend.leftovers()
         except Exception as exc:  # a report of what is left must not fail the report
-            return [f"(could not list what is left: {exc})"]
+            return [] if unknown_ok else [f"(could not list what is left: {exc})"]
         if left is None:
+            if unknown_ok:
+                return []
             return [f"whatever the {self.backend.name} backend created for lab {self.spec.name} "
                     "(it cannot list its resources)"]
         return left

@@ -202,6 +202,9 @@ class SimBackend(Backend):
                 # our server is gone and its pid went to someone else: never signal a stranger
                 self.progress(f"warning: {verdict.reason}; left alone (the lab's simulator has exited)")
             self._pid = None
+        for proc in procid.find(self.marker, also="cilium_labs.sim"):  # one the record does not name
+            self.progress(f"stopping simulator pid {proc.pid}, which serves this lab but was not recorded")
+            _stop(proc.pid)
         self._remove_files()
         if self.spec.sim.datapath == "netns":
             # the server removes its namespaces on SIGTERM; a server that crashed or was killed left them
