@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from cilium_labs.backends.base import Backend, Node
 from cilium_labs._signals import TeardownStopped
+from cilium_labs.backends.base import Backend, Node
 from cilium_labs.errors import BackendError, LabBusyError, LabStateError, PreflightError, UsageError
-from cilium_labs.lock import LabLock
 from cilium_labs.lab import Lab
+from cilium_labs.lock import LabLock
 from cilium_labs.spec import LabSpec
 from cilium_labs.state import StateStore
 
