@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from cilium_labs import spec as spec_mod
@@ -186,10 +188,15 @@ def test_spec_init_has_a_comment_above_every_field_and_loads_back(capsys: pytest
     code, out, _ = run_main(["spec", "init", "--workers", "3", "--set", "debug.enabled=true"], capsys)
     assert code == 0
     lines = out.splitlines()
-    keys = [i for i, line in enumerate(lines) if line and not line.lstrip().startswith(("#", "-"))
-            and line.rstrip().endswith(":") is False and ":" in line and not line.startswith("    ")]
-    for i in keys:
-        if lines[i].startswith("  ") and lines[i - 1].startswith("  debug"):
+    section = ""
+    checked = 0
+    for i, line in enumerate(lines):
+        m = re.match(r"^( {0,2})([a-z0-9_]+):", line)
+        if not m or (m.group(1) and section not in spec_mod._SECTIONS):
             continue
-        assert lines[i - 1].lstrip().startswith("#"), f"no comment above {lines[i]!r}"
+        if not m.group(1):
+            section = m.group(2)
+        assert lines[i - 1].lstrip().startswith("# "), f"no comment above {line!r}"
+        checked += 1
+    assert checked == len(attrs.fields(LabSpec)) + sum(len(attrs.fields(c)) for c in spec_mod._SECTIONS.values())
     assert spec_mod.loads(out) == LabSpec(workers=3, helm_values={"debug": {"enabled": True}})
