@@ -15,7 +15,7 @@ import pytest
 from cilium_labs.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", REPO / "docs" / "gcp.md"]
+DOCS = [REPO / "README.md"]
 
 
 def _invocations(text: str) -> list[str]:
