@@ -80,3 +80,19 @@ def test_lock_files_are_private_and_outside_lab_folders(tmp_path: Path) -> None:
 
 def test_command_line_is_what_a_person_typed() -> None:
     assert command_line(["/usr/local/bin/cilium-labs", "up", "--name", "a b"]) == "cilium-labs up --name 'a b'"
+
+
+def test_asking_who_holds_a_lock_never_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`list` asks for every lab; a probe with flock would make a concurrent `up` fail as busy."""
+    import fcntl
+
+    with LabLock(tmp_path, "a", command="cilium-labs up --name a"):
+        def no_flock(*a: object) -> None:
+            raise AssertionError("holder() took the lock")
+
+        monkeypatch.setattr(fcntl, "flock", no_flock)
+        seen = holder(tmp_path, "a")
+        assert seen is not None and seen.pid == os.getpid() and seen.command == "cilium-labs up --name a"
+        assert holder(tmp_path, "b") is None
+        monkeypatch.undo()
+    assert holder(tmp_path, "a") is None
