@@ -193,7 +193,9 @@ class Lab:
             self._created = fresh  # a recorded lab brought up again with --reuse is not this run's to destroy
             self.progress(f"creating lab {self.spec.name} on {self.backend.name}")
             try:
-                self.backend.up(keep_on_failure=self.keep != "never")
+                # a lab brought back with --reuse may hold what an earlier run made: the backend must not
+                # destroy it on failure either
+                self.backend.up(keep_on_failure=self.keep != "never" or not fresh)
             except PreflightError:
                 if fresh:  # nothing was created: leave no record either
                     self._undo_record(remove_dir=not dir_existed)

@@ -232,7 +232,7 @@ def test_a_recorded_lab_that_does_not_answer_is_refused_not_recreated(tmp_path: 
     lab2, be2 = make(tmp_path, reuse=True, fail_up=True)  # --reuse brings it back; failing, it is not destroyed
     with pytest.raises(BackendError), lab2:
         pass
-    assert be2.calls == ["up(keep_on_failure=False)", "dump_logs"]
+    assert be2.calls == ["up(keep_on_failure=True)", "dump_logs"]  # nor does the backend
     assert StateStore(tmp_path).load("rec").phase == "failed"
 
 
