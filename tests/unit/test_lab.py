@@ -368,3 +368,23 @@ def test_install_and_down_refuse_a_lab_another_command_removed(tmp_path: Path) -
     StateStore(tmp_path).remove("rec")
     with pytest.raises(LabStateError, match="no longer recorded"):
         lab.install()
+
+
+def test_sigterm_in_a_with_block_tears_down_like_ctrl_c(tmp_path: Path) -> None:
+    """CI cancelling a job sends SIGTERM; a library user's `with Lab(...)` must tear down on it too."""
+    lab, be = make(tmp_path)
+    with pytest.raises(KeyboardInterrupt), lab:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+    assert be.calls[-1] == "down" and not StateStore(tmp_path).exists("rec")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        lab2, be2 = make(tmp_path)
+        with lab2:  # a caller's own SIGTERM handler is theirs: left in place
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        assert seen == [signal.SIGTERM] and be2.calls[-1] == "down"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
