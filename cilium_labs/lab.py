@@ -433,6 +433,8 @@ class Lab:
             return [] if unknown_ok else [f"(could not list what is left: {exc})"]
         if left is None:
             if unknown_ok:
+                self.progress(f"warning: the {self.backend.name} backend cannot tell whether anything of lab "
+                              f"{self.spec.name} is left (its tools cannot be asked here)")
                 return []
             return [f"whatever the {self.backend.name} backend created for lab {self.spec.name} "
                     "(it cannot list its resources)"]
