@@ -430,7 +430,10 @@ class Lab:
         try:
             left = self.backend.leftovers()
         except Exception as exc:  # a report of what is left must not fail the report
-            return [] if unknown_ok else [f"(could not list what is left: {exc})"]
+            if unknown_ok:
+                self.progress(f"warning: could not list what is left of lab {self.spec.name}: {exc}")
+                return []
+            return [f"(could not list what is left: {exc})"]
         if left is None:
             if unknown_ok:
                 self.progress(f"warning: the {self.backend.name} backend cannot tell whether anything of lab "
