@@ -134,6 +134,11 @@ class CheckContext:
     def endpoint_slices(self) -> list[Any]:
         return self.read("endpointslices", self.cluster.endpoint_slices)
 
+    def host_port_pods(self) -> list[Any]:
+        """Every pod of the cluster (the services check keeps those with a ``hostPort``: Cilium load-balances
+        them on their node)."""
+        return self.read("all-pods", self.cluster.all_pods)
+
     def expected_routing(self) -> Routing:
         """What the datapath should be: the lab spec's choice, else the ``cilium-config`` ConfigMap's."""
         if self.spec is not None:
