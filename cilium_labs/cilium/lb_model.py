@@ -370,6 +370,13 @@ class Objects:
         out += _host_port_frontends(self.host_port_pods.get(node.name, ()), cfg, node)
         return _dedupe(out, cfg.by_protocol)
 
+    def node_specific(self, cfg: AgentConfig) -> bool:
+        """Whether agents of different nodes have different tables: NodePort copies on each node's addresses
+        (before 1.18), a ``Local`` traffic policy, or a pod with a hostPort."""
+        if cfg.host_port and self.host_port_pods:
+            return True
+        return any(t.ip is None or t.local for svc in self.services for t in self._templates(svc, cfg))
+
     def _templates(self, svc: _Service, cfg: AgentConfig) -> list[_Template]:
         key = (id(svc), cfg)
         cached: list[_Template] | None = self._cache.get(key)
