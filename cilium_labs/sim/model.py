@@ -688,10 +688,11 @@ class SimCluster:
                 raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.clusterIPs: Invalid value: '
                                f'"{wanted}": must be a valid IP address') from None
             if ip not in net or str(ip) in self.service_ips:
+                taken = str(ip) in self.service_ips
+                why = (f"failed to allocate IP {wanted}: provided IP is already allocated" if taken
+                       else f"provided IP is not in the valid range. The range of valid IPs is {net}")
                 raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.clusterIPs: Invalid value: '
-                               f'"{wanted}": failed to allocate IP {wanted}: provided IP is already allocated'
-                               if str(ip) in self.service_ips else
-                               f'"{wanted}": provided IP is not in the valid range. The range of valid IPs is {net}')
+                               f'"{wanted}": {why}')
             self.service_ips.add(str(ip))
             return str(ip)
         if offset is not None:
