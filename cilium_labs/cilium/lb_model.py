@@ -570,6 +570,8 @@ class _Template:
     backends: tuple[Backend, ...]
     alternatives: tuple[tuple[Backend, ...], ...] = ()
     optional: bool = False
+    shared: list[Frontend] = attrs.field(factory=list, eq=False, repr=False)
+    """The frontend itself once made, when it is the same on every node (no node address, no Local filter)."""
 
     @property
     def local(self) -> bool:
@@ -581,6 +583,8 @@ class _Template:
         return self.svc.ext_local
 
     def instantiate(self, node: Node) -> list[Frontend]:
+        if self.shared:
+            return self.shared
         ips = [self.ip] if self.ip is not None else [a for a in node.addresses if (":" in a) == (self.family == 6)]
         if not ips:
             return []
@@ -590,7 +594,7 @@ class _Template:
             alternatives = tuple(_local(a, node.name) for a in self.alternatives)
             elsewhere = frozenset(b.addr for b in self.backends if b.node and b.node != node.name)
         s = self.svc
-        return [
+        out = [
             Frontend(
                 s.namespace, s.name, self.type, ip, self.number, self.port.protocol, self.scope, backends,
                 "Local" if s.ext_local else "Cluster", "Local" if s.int_local else "Cluster",
@@ -598,6 +602,9 @@ class _Template:
             )
             for ip in ips
         ]
+        if self.ip is not None and not self.local:
+            self.shared.extend(out)  # the same on every node: made once (verify builds it for every agent)
+        return out
 
 
 def _local(backends: tuple[Backend, ...], node: str) -> tuple[Backend, ...]:
