@@ -21,9 +21,6 @@ from .base import Finding
 T = TypeVar("T")
 Progress = Callable[[str], None]
 
-#: ``cilium-config`` values of ``kube-proxy-replacement`` that make Cilium serve NodePort/ExternalIPs/LB itself.
-KPR_ON = {"true", "strict"}
-
 
 @attrs.frozen
 class NodeInfo:
@@ -149,20 +146,6 @@ class CheckContext:
             return Routing("tunnel", "vxlan", "Cilium's default (no cilium-config ConfigMap)")
         return config_routing(cfg)
 
-    def kube_proxy_replacement(self) -> dict[str, bool]:
-        """Which service types Cilium itself load-balances, from ``cilium-config`` (else the spec)."""
-        cfg = self.cilium_config() or {}
-        kpr = cfg.get("kube-proxy-replacement", "").strip().lower()
-        if not kpr and self.spec is not None:
-            kpr = "true" if self.spec.kube_proxy_replacement else "false"
-        on = kpr in KPR_ON
-        nodeport = on or _truthy(cfg.get("enable-node-port"))
-        return {
-            "nodeport": nodeport,
-            "external_ips": on or _truthy(cfg.get("enable-external-ips")),
-            "loadbalancer": nodeport,
-        }
-
     # -- agent results -----------------------------------------------------------------------------------------
     @staticmethod
     def unusable(check: str, res: AgentResult, what: str) -> Finding | None:
@@ -206,10 +189,6 @@ def config_routing(cfg: dict[str, str]) -> Routing:
         proto = proto or (legacy if legacy != "disabled" else "")
     mode = mode or "tunnel"
     return Routing(mode, (proto or "vxlan") if mode == "tunnel" else None, "cilium-config ConfigMap")
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes", "enabled")
 
 
 def _norm_cidr(value: str) -> str:

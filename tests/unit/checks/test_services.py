@@ -226,6 +226,11 @@ def _table(*rows: str) -> str:
     return "ID   Frontend   Service Type   Backend\n" + "".join(r + "\n" for r in rows)
 
 
+def _without(table: str, needle: str) -> str:
+    """The table without its rows that mention ``needle``."""
+    return "".join(line + "\n" for line in table.splitlines() if needle not in line)
+
+
 def _web(fake: FakeCluster, **kw: Any) -> None:
     w1, w2 = fake.node_names[1], fake.node_names[2]
     kw.setdefault("endpoints", [("10.244.1.20", w1, True, False), ("10.244.2.30", w2, True, False)])
@@ -335,7 +340,7 @@ def test_without_kpr_1_20_keeps_load_balancer_and_external_ips() -> None:
     )
     fake.service_text = dict.fromkeys(fake.node_names, full)
     assert run(fake, names="services").ok
-    fake.service_text[cp] = "".join(line + "\n" for line in full.splitlines() if "192.0.2.10" not in line)
+    fake.service_text[cp] = _without(full, "192.0.2.10")
     (f,) = run(fake, names="services").findings
     assert (f.node, f.kind, f.object) == (cp, "frontend-missing", "service default/lb 192.0.2.10:443/TCP")
 
@@ -369,7 +374,7 @@ def test_1_17_udp_and_tcp_are_two_frontends() -> None:
     )
     fake.service_text = dict.fromkeys(fake.node_names, both)
     assert run(fake, names="services").ok
-    fake.service_text[cp] = "".join(line + "\n" for line in both.splitlines() if "/UDP" not in line)
+    fake.service_text[cp] = _without(both, "/UDP")
     (f,) = run(fake, names="services").findings
     assert (f.kind, f.object) == ("frontend-missing", "service kube-system/kube-dns 10.96.0.10:53/UDP")
 
