@@ -72,6 +72,12 @@ MAINTENANCE_SINCE: Version = (1, 19, 0)
 """Endpoint conditions map to four states, not-ready endpoints stay as ``maintenance`` (see the docstring)."""
 LB_WITHOUT_KPR_SINCE: Version = (1, 19, 0)
 """LoadBalancer and ExternalIPs frontends no longer need kube-proxy replacement (1.19.4 ``convertService``)."""
+HEADLESS_LABEL_SINCE: Version = (1, 16, 0)
+"""The ``service.kubernetes.io/headless`` label makes a Service headless (1.16.19 ``ParseService``; not in 1.14.19;
+1.15 is not in the module cache)."""
+TYPE_ANNOTATION_SINCE: Version = (1, 17, 0)
+"""``service.cilium.io/type`` limits the frontends to one type (1.17.6 ``newSvcExposureType``; 1.18+
+``NewSvcExposureType``); and only ``ipMode: VIP`` ingress addresses are load-balanced (KEP-1860)."""
 ZONE_FIELD_SINCE: Version = (1, 16, 0)
 """``BackendAddress.zone`` in ``-o json`` (1.16 ``GetBackendModel``)."""
 
@@ -83,8 +89,12 @@ that no Kubernetes Service of this cluster explains."""
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 """Services with this label belong to another proxy; Cilium's watch skips them (``k8s-service-proxy-name``)."""
 HEADLESS_LABEL = "service.kubernetes.io/headless"
-"""From 1.18 this label makes a Service headless (``isHeadless``, conversions.go)."""
+"""Makes a Service headless from 1.16 (see ``HEADLESS_LABEL_SINCE``)."""
+TYPE_ANNOTATION = "service.cilium.io/type"
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-aware-hints", "service.kubernetes.io/topology-mode")
+INGRESS_DUMMY: Addr = ("192.192.192.192", 9999)
+"""The endpoint Cilium's Ingress and Gateway API controllers give their Services; 1.18+ ignores it
+(``isIngressDummyEndpoint``, conversions.go)."""
 DEFAULT_WEIGHT = 100
 """``loadbalancer.DefaultBackendWeight``."""
 
@@ -309,7 +319,22 @@ class _Service:
     health_check_node_port: int
     labels: Mapping[str, str]
     topology_aware: bool
+    exposure: str = ""
+    """``service.cilium.io/type``: ClusterIP, NodePort or LoadBalancer, or "" for all."""
     endpoints: list[_Endpoint] = attrs.field(factory=list)
+
+    def exposes(self, kind: str, cfg: AgentConfig) -> bool:
+        """``CanExpose``: a Service annotated with one type gets only that type's frontends (1.17+)."""
+        return not self.exposure or cfg.version < TYPE_ANNOTATION_SINCE or self.exposure == kind
+
+    def headless(self, cfg: AgentConfig) -> bool:
+        labelled = HEADLESS_LABEL in self.labels and cfg.version >= HEADLESS_LABEL_SINCE
+        return labelled or self.cluster_ip.lower() == "none"
+
+    def vip_ingress(self, cfg: AgentConfig) -> list[str]:
+        """Ingress addresses load-balanced: every one before 1.17, only ``ipMode: VIP`` (or none) after."""
+        ips = (ip for ip, mode in self.lb_ips if mode == "VIP" or cfg.version < TYPE_ANNOTATION_SINCE)
+        return [c for c in (canon_ip(ip) for ip in ips) if c]
 
 
 @attrs.frozen
@@ -413,7 +438,7 @@ def _service(raw: Mapping[str, Any]) -> _Service | None:
             for p in spec.get("ports") or ()
         ),
         external_ips=tuple(str(ip) for ip in spec.get("externalIPs") or ()),
-        # KEP-1860: only VIP ingress addresses are load-balanced (1.18+ convertService; older agents ignore ipMode)
+        # KEP-1860: 1.17+ load-balance only the VIP ingress addresses (see vip_ingress); 1.16 and older every one
         lb_ips=tuple(
             (str(i["ip"]), str(i.get("ipMode") or "VIP")) for i in ingress if isinstance(i, Mapping) and i.get("ip")
         ),
@@ -422,6 +447,8 @@ def _service(raw: Mapping[str, Any]) -> _Service | None:
         health_check_node_port=int(spec.get("healthCheckNodePort") or 0),
         labels=labels,
         topology_aware=topology or spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone"),
+        exposure=str(annotations.get(TYPE_ANNOTATION, ""))
+        if annotations.get(TYPE_ANNOTATION) in ("ClusterIP", "NodePort", "LoadBalancer") else "",
     )
 
 
@@ -523,7 +550,7 @@ def _candidates(svc: _Service, cfg: AgentConfig) -> list[_Candidate]:
             by_l4.setdefault((port, proto), []).append(name)
         for (port, proto), names in by_l4.items():
             key = (ep.ip, port, proto)
-            if key in seen:
+            if key in seen or (not cfg.legacy and (ep.ip, port) == INGRESS_DUMMY):
                 continue
             be = Backend(ep.ip, port, proto, ep.node, state, DEFAULT_WEIGHT, ep.zone)
             seen[key] = _Candidate(be, tuple(n for n in names if n) if not cfg.legacy else tuple(names))
@@ -626,8 +653,8 @@ def _family(ip: str) -> int:
 
 def _legacy_templates(svc: _Service, cfg: AgentConfig) -> list[_Template]:
     """1.14-1.17: ``ParseService`` + ``datapathSVCs``/``genCartesianProduct`` + ``UpsertService``."""
-    if svc.cluster_ip.lower() == "none":
-        return []  # headless: "Headless services do not need any datapath implementation"
+    if svc.headless(cfg):
+        return []  # "Headless services do not need any datapath implementation"
     if not svc.cluster_ip and (not cfg.node_port or not svc.external_ips):
         return []
     cands = _candidates(svc, cfg)
@@ -643,6 +670,7 @@ def _legacy_templates(svc: _Service, cfg: AgentConfig) -> list[_Template]:
     out: list[_Template] = []
     cluster_ips = sorted({ip for ip in (canon_ip(i) for i in svc.cluster_ips or (svc.cluster_ip,)) if ip},
                          key=_ip_sort_key)
+    frontend_ips = cluster_ips if svc.exposes("ClusterIP", cfg) else []
 
     def add(kind: str, ip: str | None, family: int, members: list[_Port], number: int, scopes: Sequence[str],
             optional: bool = False) -> None:
@@ -655,18 +683,18 @@ def _legacy_templates(svc: _Service, cfg: AgentConfig) -> list[_Template]:
                                  optional))
 
     two = _scopes(svc)
-    for ip in cluster_ips:
+    for ip in frontend_ips:
         for (number, _), members in groups.items():
             add("ClusterIP", ip, _family(ip), members, number, (SCOPE_EXTERNAL,))
     if cfg.node_port:  # NewService parses LB and external IPs only with EnableNodePort
-        if svc.type == "LoadBalancer":
-            for ip in (i for i in (canon_ip(x) for x, _ in svc.lb_ips) if i):
+        if svc.type == "LoadBalancer" and svc.exposes("LoadBalancer", cfg):
+            for ip in svc.vip_ingress(cfg):
                 for (number, _), members in groups.items():
                     add("LoadBalancer", ip, _family(ip), members, number, two)
         for ip in (i for i in (canon_ip(x) for x in svc.external_ips) if i):
             for (number, _), members in groups.items():
                 add("ExternalIPs", ip, _family(ip), members, number, (SCOPE_EXTERNAL,))
-        if svc.type in ("NodePort", "LoadBalancer"):
+        if svc.type in ("NodePort", "LoadBalancer") and svc.exposes("NodePort", cfg):
             families = {_family(ip) for ip in cluster_ips}  # GetClusterIPByFamily
             for members in groups.values():
                 node_ports = [m for m in members if m.node_port]
@@ -685,7 +713,7 @@ def _legacy_templates(svc: _Service, cfg: AgentConfig) -> list[_Template]:
 
 def _new_templates(svc: _Service, cfg: AgentConfig) -> list[_Template]:
     """1.18+: ``convertService`` + ``DefaultSelectBackends``."""
-    if svc.cluster_ip.lower() == "none" or HEADLESS_LABEL in svc.labels:
+    if svc.headless(cfg):
         return []
     cands = _candidates(svc, cfg)
     out: list[_Template] = []
@@ -695,25 +723,22 @@ def _new_templates(svc: _Service, cfg: AgentConfig) -> list[_Template]:
         if cfg.family_on(family):
             out.append(_Template(svc, kind, ip, family, port, number, scope, _select(cands, cfg, family, port)))
 
-    cluster_ips = svc.cluster_ips or (svc.cluster_ip,)
+    cluster_ips = (svc.cluster_ips or (svc.cluster_ip,)) if svc.exposes("ClusterIP", cfg) else ()
     for raw in sorted(cluster_ips):  # slices.Sorted over the strings
         ip = canon_ip(raw)
         if ip is not None:
             for p in svc.ports:
                 add("ClusterIP", ip, p, p.port, SCOPE_EXTERNAL)
     scopes = _scopes(svc)
-    if cfg.node_port and svc.type in ("NodePort", "LoadBalancer"):
+    if cfg.node_port and svc.type in ("NodePort", "LoadBalancer") and svc.exposes("NodePort", cfg):
         for scope in scopes:
             for family in _ip_families(svc, cfg):
                 for p in svc.ports:
                     if p.node_port:
                         add("NodePort", "0.0.0.0" if family == 4 else "::", p, p.node_port, scope)
     if cfg.lb_and_external_ips:
-        if svc.type == "LoadBalancer":
-            for raw, mode in svc.lb_ips:
-                ip = canon_ip(raw)
-                if ip is None or mode != "VIP":
-                    continue
+        if svc.type == "LoadBalancer" and svc.exposes("LoadBalancer", cfg):
+            for ip in svc.vip_ingress(cfg):
                 for scope in scopes:
                     for p in svc.ports:
                         add("LoadBalancer", ip, p, p.port, scope)

@@ -205,11 +205,12 @@ def test_load_balancer_ingress_and_external_ips(version: str) -> None:
     assert f"198.51.100.7:80{s}/i" not in rows
 
 
-@pytest.mark.parametrize("version", NEW)
+@pytest.mark.parametrize("version", ALL)
 def test_load_balancer_ip_mode_proxy_is_not_load_balanced(version: str) -> None:
-    """KEP-1860: an ingress with ``ipMode: Proxy`` is skipped (1.18+ ``convertService``: "skip non-VIP")."""
+    """KEP-1860: an ingress with ``ipMode: Proxy`` is skipped from 1.17 (1.17.6 ``ParseService``: ``ip.IPMode == nil
+    || *ip.IPMode == LoadBalancerIPModeVIP``; 1.18+ ``convertService``: "skip non-VIP"); 1.16.19 ignores ipMode."""
     rows = table(version, [svc("lb", type="LoadBalancer", lb=("192.0.2.10",), lb_mode="Proxy")], [eps("lb", TWO)])
-    assert not any(k.startswith("192.0.2.10") for k in rows)
+    assert any(k.startswith("192.0.2.10") for k in rows) == (v(version) < (1, 17, 0))
 
 
 @pytest.mark.parametrize("version", ALL)
@@ -335,10 +336,31 @@ def test_headless_and_foreign_services_have_no_frontends(version: str) -> None:
 
 @pytest.mark.parametrize("version", ALL)
 def test_headless_label(version: str) -> None:
-    """The ``service.kubernetes.io/headless`` label makes a Service headless from 1.18 (``isHeadless``); before,
-    only ``clusterIP: None`` did (``ParseService``)."""
+    """The ``service.kubernetes.io/headless`` label makes a Service headless: 1.16.19 and 1.17.6 ``ParseService``
+    (``_, headless := svc.Labels[v1.IsHeadlessService]``), 1.18+ ``isHeadless``; 1.14.19 looks only at
+    ``clusterIP: None``."""
     rows = table(version, [svc("web", labels={m.HEADLESS_LABEL: ""})], [eps("web", TWO)])
-    assert bool(rows) == (v(version) < (1, 18, 0))
+    assert bool(rows) == (v(version) < (1, 16, 0))
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_service_type_annotation(version: str) -> None:
+    """``service.cilium.io/type: LoadBalancer`` keeps only the LoadBalancer frontends (1.17.6
+    ``newSvcExposureType``/``canExpose``; 1.18+ ``NewSvcExposureType``/``CanExpose``); older agents ignore it."""
+    service = svc("lb", type="LoadBalancer", lb=("192.0.2.10",))
+    service["metadata"]["annotations"] = {m.TYPE_ANNOTATION: "LoadBalancer"}
+    kinds = {kind for kind, _ in table(version, [service], [eps("lb", TWO)]).values()}
+    assert kinds == ({"LoadBalancer"} if v(version) >= (1, 17, 0) else {"ClusterIP", "NodePort", "LoadBalancer"})
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_ingress_dummy_endpoint(version: str) -> None:
+    """Cilium's Ingress controller gives its Services the endpoint 192.192.192.192:9999; from 1.18 the agent
+    ignores it (``isIngressDummyEndpoint``, conversions.go); before, it is an ordinary backend."""
+    rows = table(version, [svc("ing", ports=[("", 80, "TCP", 0)])],
+                 [eps("ing", [("192.192.192.192", "", True, True, False)], ports=[("", 9999, "TCP")])])
+    (backends,) = [b for _, b in rows.values()]
+    assert bool(backends) == (v(version) < (1, 18, 0))
 
 
 DNS_PORTS = [("dns", 53, "UDP", 0), ("dns-tcp", 53, "TCP", 0)]
