@@ -131,8 +131,8 @@ class CheckContext:
     def endpoint_slices(self) -> list[Any]:
         return self.read("endpointslices", self.cluster.endpoint_slices)
 
-    def host_port_pods(self) -> list[Any]:
-        """Every pod of the cluster (the services check keeps those with a ``hostPort``: Cilium load-balances
+    def all_pods(self) -> list[Any]:
+        """Every pod of the cluster (the services check needs those with a ``hostPort``: Cilium load-balances
         them on their node)."""
         return self.read("all-pods", self.cluster.all_pods)
 

@@ -44,7 +44,7 @@ class ServicesCheck:
         ctx.progress(f"services: `service list` on {len(pending)} agents")
         findings = ctx.missing_agents(NAME)
         objects = lb_model.Objects(
-            as_json(ctx.services()), as_json(ctx.endpoint_slices()), as_json(ctx.host_port_pods())
+            as_json(ctx.services()), as_json(ctx.endpoint_slices()), as_json(ctx.all_pods())
         )
         nodes = ctx.node_infos()
         settings = ctx.cilium_config()

@@ -42,6 +42,15 @@ Backends come from the EndpointSlices labelled ``kubernetes.io/service-name``, b
   not serving -> ``terminating-not-serving``, anything else (not ready, not terminating) -> ``maintenance``, kept
   with no load-balancing slot so a pod flapping on readiness keeps its connections.
 
+Use, for any cluster (only the Kubernetes objects, the node, the version and the settings are needed)::
+
+    objects = lb_model.Objects(services, endpoint_slices, pods)        # the API's JSON dicts
+    cfg = lb_model.AgentConfig.from_cilium_config((1, 19, 4), cilium_config_data)
+    node = lb_model.Node("node-a", lb_model.node_addresses(["172.18.0.2", "fc00:c111::2"]))
+    rows = list(enumerate(objects.frontends(cfg, node), 1))
+    lb_model.service_list_cells(cfg, rows)    # `service list` text, before Go's tabwriter(5, 0, 3)
+    lb_model.service_list_model(cfg, rows)    # `service list -o json`, as Go marshals it
+
 Which frontends exist without kube-proxy replacement: ClusterIP always. NodePort, LoadBalancer and ExternalIPs up
 to 1.18 only with KPR or ``enable-node-port`` (1.14-1.17 ``NewService`` parses the LB/external IPs only then;
 1.18 ``ExternalConfig.KubeProxyReplacement = KPR == true || EnableNodePort``); from 1.19 LoadBalancer and
