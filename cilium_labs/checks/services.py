@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 
 from ..cilium import lb_model
-from ..cilium.agents import AgentResult
+from ..cilium.agents import AgentResult, with_retries
 from ..cilium.lb_model import AgentConfig, Frontend
 from ..errors import ParseError
 from . import _outputs
@@ -50,6 +50,7 @@ class ServicesCheck:
         settings = ctx.cilium_config()
         kpr = ctx.spec.kube_proxy_replacement if ctx.spec is not None else None
         version = ctx.agents.version
+        unexplained: list[tuple[AgentResult, AgentConfig, lb_model.Node]] = []
         for res in pending.as_completed():
             bad = ctx.unusable(NAME, res, WHAT)
             if bad is not None:
@@ -59,8 +60,36 @@ class ServicesCheck:
             cfg = AgentConfig.from_cilium_config(v, settings, kpr=kpr)
             info = nodes.get(res.node) or NodeInfo(res.node, (), ())
             node = lb_model.Node(res.node, lb_model.node_addresses(info.internal_ips))
-            findings += _compare_agent(res, objects.frontends(cfg, node), cfg)
+            found = _compare_agent(res, objects.frontends(cfg, node), cfg)
+            if any(f.kind == STALE for f in found):
+                unexplained.append((res, cfg, node))
+            findings += found
+        if unexplained:
+            findings = _confirm_stale(ctx, findings, unexplained)
         return findings
+
+
+STALE = "frontend-stale"
+
+
+def _confirm_stale(
+    ctx: CheckContext, findings: list[Finding], suspects: list[tuple[AgentResult, AgentConfig, lb_model.Node]]
+) -> list[Finding]:
+    """Read the API again before calling a frontend stale: a Service created while the agents answered (another
+    check's workload, a user) is on the agent but not in the first read. Only what the second read does not
+    explain either stays a finding."""
+    cl = ctx.cluster
+    fresh = lb_model.Objects(
+        as_json(with_retries(cl.services, what="services")),
+        as_json(with_retries(cl.endpoint_slices, what="endpointslices")),
+        as_json(with_retries(cl.all_pods, what="all-pods")),
+    )
+    keep = [f for f in findings if f.kind != STALE or f.node not in {res.node for res, _, _ in suspects}]
+    for res, cfg, node in suspects:
+        actual = _outputs.service_index(res.stdout, with_proto=cfg.by_protocol)
+        want = {fe.key(cfg.by_protocol): fe for fe in fresh.frontends(cfg, node)}
+        keep += [f for f in _unexplained(res.node, want, actual, cfg.by_protocol) if f.kind == STALE]
+    return keep
 
 
 WHAT = f"`{' '.join(_outputs.SERVICE_LIST_ARGS)}`"
@@ -206,7 +235,7 @@ def _unexplained(node: str, want: dict[Key, Frontend], actual: _outputs.Index, b
                 continue
         out.append(
             Finding(
-                NAME, node, "frontend-stale", f"frontend {label} ({kind})",
+                NAME, node, STALE, f"frontend {label} ({kind})",
                 "no frontend: no Service or pod of the cluster has this address and port",
                 f"{kind} frontend with {len(backends)} backend(s)",
             )

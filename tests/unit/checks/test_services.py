@@ -360,6 +360,30 @@ def test_a_frontend_no_object_explains_is_stale() -> None:
     assert (f.node, f.kind, f.object) == (w2, "frontend-stale", "frontend 10.96.0.77:80/TCP (ClusterIP)")
 
 
+@pytest.mark.parametrize("second_read_has_it", [True, False])
+def test_a_service_created_while_the_agents_answer_is_not_stale(second_read_has_it: bool) -> None:
+    """The first API read missed a Service the agents already show (created meanwhile, e.g. by the connectivity
+    check's workload): the check reads the API again before calling the frontend stale."""
+    fake = _bare("1.20.0")
+    _web(fake)
+    reads = []
+    everything = fake.services
+
+    def services() -> list[Any]:
+        reads.append(1)
+        if len(reads) == 1 or not second_read_has_it:
+            return [s for s in everything() if s.metadata.name != "web"]
+        return everything()
+
+    fake.services = services  # type: ignore[method-assign]
+    report = run(fake, names="services")
+    if second_read_has_it:
+        assert report.ok, report.findings
+    else:
+        assert {f.kind for f in report.findings} == {"frontend-stale"}
+    assert len(reads) == 2
+
+
 def test_1_17_udp_and_tcp_are_two_frontends() -> None:
     """1.17 keys frontends by protocol (``L3n4Addr.Hash`` with the protocol, 1.17.6): a table that lost the UDP row
     of kube-dns misses a frontend, which the check before the model (no protocol before 1.18) did not see."""
