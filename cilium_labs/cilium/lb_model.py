@@ -404,6 +404,18 @@ class Objects:
         out += _host_port_frontends(self.host_port_pods.get(node.name, ()), cfg, node)
         return _dedupe(out, cfg.by_protocol)
 
+    def cluster_frontends(self, cfg: AgentConfig) -> list[Frontend]:
+        """The external-scope frontends with every backend, as no particular node sees them (no Local filter, no
+        node address): for a datapath that programs one table on every node. NodePort is on ``0.0.0.0``/``[::]``
+        (1.18+ rules give that; use a 1.18+ ``cfg``)."""
+        out: list[Frontend] = []
+        for svc in self.services:
+            for tpl in self._templates(svc, cfg):
+                if tpl.ip is not None and tpl.scope == SCOPE_EXTERNAL:
+                    out += attrs.evolve(tpl, svc=attrs.evolve(svc, ext_local=False, int_local=False),
+                                        shared=[]).instantiate(Node(""))
+        return out
+
     def node_specific(self, cfg: AgentConfig) -> bool:
         """Whether agents of different nodes have different tables: NodePort copies on each node's addresses
         (before 1.18), a ``Local`` traffic policy, or a pod with a hostPort."""
@@ -438,7 +450,8 @@ def _service(raw: Mapping[str, Any]) -> _Service | None:
         namespace=meta.get("namespace") or "",
         name=meta.get("name") or "",
         type=kind,
-        cluster_ip=str(spec.get("clusterIP") or ""),
+        # as the API server stores it (normalizeClusterIPs): clusterIP is clusterIPs[0] when only the list is given
+        cluster_ip=str(spec.get("clusterIP") or (spec.get("clusterIPs") or [""])[0] or ""),
         cluster_ips=tuple(str(ip) for ip in spec.get("clusterIPs") or ()),
         ip_families=tuple(str(f) for f in spec.get("ipFamilies") or ()),
         ports=tuple(
