@@ -130,6 +130,9 @@ class Cluster:
             field_selector=field_selector,
         )
 
+    def all_pods(self) -> list[Any]:
+        return self._list("list pods", self.core.list_pod_for_all_namespaces, client.V1Pod)
+
     def services(self) -> list[Any]:
         return self._list("list services", self.core.list_service_for_all_namespaces, client.V1Service)
 

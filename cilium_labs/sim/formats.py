@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from ..cilium import lb_model
 from .tabwriter import tabwrite
 
 Version = tuple[int, int, int]
@@ -51,31 +52,6 @@ class HealthPeer:
 
 
 @attrs.frozen
-class Backend:
-    ip: str
-    port: int
-    protocol: str = "TCP"
-    node_name: str = ""
-    state: str = "active"
-
-
-@attrs.frozen
-class Frontend:
-    """One service frontend (one address, port and type) with its backends."""
-
-    id: int
-    ip: str
-    port: int
-    protocol: str
-    type: str
-    name: str
-    namespace: str
-    backends: tuple[Backend, ...]
-    scope: str = "external"
-    traffic_policy: str = "Cluster"
-
-
-@attrs.frozen
 class AgentView:
     """Everything the simulated CLI prints about one agent."""
 
@@ -98,7 +74,8 @@ class AgentView:
     """(remote pod CIDR, remote node tunnel endpoint)."""
     ipcache: tuple[tuple[str, int, str], ...]
     """(prefix, identity, tunnel endpoint or "0.0.0.0")."""
-    frontends: tuple[Frontend, ...]
+    frontends: tuple[tuple[int, lb_model.Frontend], ...]
+    """(ID, frontend) rows of ``service list``."""
     now: dt.datetime
     cluster_name: str = "default"
     cpus: int = 4
@@ -110,6 +87,8 @@ class AgentView:
     allocations: tuple[tuple[str, str], ...] = ()
     """(pod IP, ``namespace/pod``) of the endpoints on this node."""
     seed: int = 0
+    lb: lb_model.AgentConfig | None = None
+    """The load-balancing settings ``service list`` is printed for."""
 
 
 def short(v: Version) -> tuple[int, int]:
@@ -729,68 +708,26 @@ def ipcache_json(view: AgentView) -> str:
 
 
 # -- service list -------------------------------------------------------------------------------------------
-
-
-def _l3n4(ip: str, port: int, proto: str, v: tuple[int, int], scope: str = "external") -> str:
-    text = _hostport(ip, port)
-    if v >= (1, 18):
-        text += "/" + proto.upper()
-    if scope == "internal":
-        text += "/i"
-    return text
+# What an agent prints is ``cilium.lb_model``'s: its frontends and its printers. Here only Go's tabwriter and JSON
+# indentation are applied.
 
 
 def service_text(view: AgentView) -> str:
     """``service list``: tabwriter(5, 0, 3), sorted by ID, extra backends on continuation rows."""
-    return service_table(view.version, view.frontends)
+    assert view.lb is not None
+    return service_table(view.lb, view.frontends)
 
 
-def service_table(version: Version, frontends: Sequence[Frontend]) -> str:
-    """``service list`` of these frontends as an agent of ``version`` prints it."""
-    v = short(version)
-    rows = ["ID\tFrontend\tService Type\tBackend\n"]
-    for fe in sorted(frontends, key=lambda f: f.id):
-        backends = []
-        for i, be in enumerate(fe.backends):
-            text = f"{i + 1} => {_l3n4(be.ip, be.port, be.protocol, v)}"
-            if v >= (1, 12):
-                text += f" ({be.state})"
-            backends.append(text)
-        front = _l3n4(fe.ip, fe.port, fe.protocol, v, fe.scope)
-        if not backends:
-            rows.append(f"{fe.id}\t{front}\t{fe.type}\t\n")
-            continue
-        rows.append(f"{fe.id}\t{front}\t{fe.type}\t{backends[0]}\n")
-        rows += [f"\t\t\t{b}\n" for b in backends[1:]]
-    return tabwrite("".join(rows), 5, 3)
+def service_table(lb: lb_model.AgentConfig, rows: Sequence[tuple[int, lb_model.Frontend]]) -> str:
+    """``service list`` of these frontends as an agent with these settings prints it."""
+    return tabwrite(lb_model.service_list_cells(lb, rows), 5, 3)
 
 
 def service_json(view: AgentView) -> str:
-    return service_list_json(view.version, view.frontends)
+    assert view.lb is not None
+    return service_list_json(view.lb, view.frontends)
 
 
-def service_list_json(version: Version, frontends: Sequence[Frontend]) -> str:
-    """``service list -o json`` of these frontends as an agent of ``version`` prints it."""
-    v = short(version)
-    out = []
-    for fe in sorted(frontends, key=lambda f: f.id):
-        proto = fe.protocol.upper() if v >= (1, 15) else ""
-        bes = []
-        for be in fe.backends:
-            b: dict[str, Any] = {"ip": be.ip, "nodeName": be.node_name, "port": be.port, "state": be.state,
-                                 "preferred": False, "weight": 100}
-            if v >= (1, 18):
-                b["protocol"] = be.protocol.upper()
-                b["zone"] = ""
-            bes.append(dict(sorted(b.items())))
-        spec = {
-            "backend-addresses": bes,
-            "flags": {"cluster": "", "extTrafficPolicy": fe.traffic_policy, "healthCheckNodePort": 0,
-                      "intTrafficPolicy": "Cluster", "name": fe.name, "namespace": fe.namespace, "natPolicy": "",
-                      "trafficPolicy": fe.traffic_policy, "type": fe.type},
-            "frontend-address": {"ip": fe.ip, "port": fe.port, "protocol": proto, "scope": fe.scope},
-            "id": fe.id,
-            "updateServices": False,
-        }
-        out.append({"spec": spec, "status": {"realized": spec}})
-    return dumps_indented(out) + "\n"
+def service_list_json(lb: lb_model.AgentConfig, rows: Sequence[tuple[int, lb_model.Frontend]]) -> str:
+    """``service list -o json`` of these frontends as an agent with these settings prints it."""
+    return dumps_indented(lb_model.service_list_model(lb, rows)) + "\n"

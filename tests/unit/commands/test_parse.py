@@ -68,7 +68,7 @@ def test_service_table_output() -> None:
     path = DATA / "service-list/v1.12-dev-pr18814-quarantined.txt"
     result = CliRunner().invoke(command, ["service-list", str(path), "-o", "table"])
     assert result.exit_code == 0
-    assert "10.244.0.58:80 (quarantined)" in result.stdout and "format of Cilium 1.12-1.17" in result.stdout
+    assert "10.244.0.58:80 (quarantined)" in result.stdout and "format of Cilium 1.12-1.16" in result.stdout
 
 
 @pytest.mark.parametrize(
