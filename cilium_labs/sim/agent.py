@@ -574,6 +574,9 @@ def run(cluster: SimCluster, node_name: str, argv: Sequence[str], *, seed: int |
     if cmd == "version":  # the release's own build line (formats.RELEASES)
         return ExecOutcome(fm.version_json(v, daemon_up=up) if out_fmt == "json" else
                            fm.version_text(v, daemon_up=up))
+    if cmd == "endpoint":  # what cilium-cli's status reads besides status -o json
+        from . import endpoints  # imports this module
+        return endpoints.run(cluster, node_name, binary, words, out_fmt, up, v)
     if cmd not in ("status", "bpf", "service"):
         return _usage_error(binary, f'unknown command "{cmd}" for "{binary}"')
     if cmd == "status":
