@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import json
 import logging
 import re
@@ -71,6 +72,8 @@ class SimServer:
         self.started_at = time.monotonic()
         self.requests = 0
         self.execs = 0
+        self.exec_protocols: collections.Counter[str] = collections.Counter()
+        """Execs by transport and negotiated subprotocol (``spdy/v4.channel.k8s.io``, ``websocket/v5...``)."""
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         """How an exec waits out its latency (tests record it instead of waiting)."""
 
@@ -407,6 +410,7 @@ class SimServer:
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True, heartbeat=None)
         await ws.prepare(request)
         proto = ws.ws_protocol or ""
+        self.exec_protocols[f"websocket/{proto}"] += 1
 
         async def send(channel: int, data: bytes) -> None:
             if proto == "base64.channel.k8s.io":
@@ -465,6 +469,7 @@ class SimServer:
         request.protocol.keep_alive(False)
         resp = _SwitchingProtocols(protocol)
         await resp.prepare(request)
+        self.exec_protocols[f"spdy/{protocol}"] += 1
         expected = 1 + opts.stdin + opts.stdout + opts.stderr + (opts.tty and protocol in SPDY_RESIZE_PROTOCOLS)
         streams = await session.wait_streams(expected, STREAM_CREATION_TIMEOUT)
         if streams is None:  # httpstream.go: "timed out waiting for client to create streams"
