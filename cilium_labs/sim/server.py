@@ -1,5 +1,6 @@
 """The simulated Kubernetes API server: HTTPS on 127.0.0.1, bearer-token auth, the real JSON shapes, pod exec over
-the ``channel.k8s.io`` websocket family, and an authenticated admin API (``/sim/v1/...``) for installs and faults.
+the ``channel.k8s.io`` websocket family and over SPDY/3.1 (``spdy.py``: what client-go's SPDY executor, cilium-cli
+and ``kubectl`` without websockets speak), and an authenticated admin API (``/sim/v1/...``) for installs and faults.
 
 asyncio + aiohttp, so hundreds of concurrent execs (each waiting its simulated latency) cost one thread.
 """
