@@ -379,7 +379,8 @@ class SimServer:
         opts = _ExecOptions.from_query(q)
 
         async def run(stdin: bytes) -> agent_mod.ExecOutcome:
-            return await self._run_exec(node, is_agent, namespace, name, container, argv, stdin)
+            outcome = await self._run_exec(node, is_agent, namespace, name, container, argv, stdin)
+            return _through_tty(outcome) if opts.tty else outcome
 
         if upgrade == "websocket":
             return await self._exec_websocket(request, argv, opts, run)
@@ -658,6 +659,12 @@ class _ExecOptions:
         tty = flag("tty", "false")
         return cls(stdin=flag("stdin", "false"), stdout=flag("stdout", "true"),
                    stderr=flag("stderr", "true") and not tty, tty=tty)
+
+
+def _through_tty(outcome: agent_mod.ExecOutcome) -> agent_mod.ExecOutcome:
+    """What a terminal makes of the output: stderr goes to the same pty as stdout, and the line discipline's
+    ONLCR turns each newline into CR LF (the stderr stream does not exist with a TTY)."""
+    return attrs.evolve(outcome, stdout=(outcome.stdout + outcome.stderr).replace("\n", "\r\n"), stderr="")
 
 
 class _SwitchingProtocols(web.StreamResponse):

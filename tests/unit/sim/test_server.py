@@ -458,3 +458,8 @@ def test_spdy_exec_refuses_what_the_kubelet_refuses(sim: SimHandle) -> None:
     assert _spdy_exec(sim, ["true"], protocols=()).status == 400
     plain = _spdy_exec(sim, ["true"], upgrade="h2c")
     assert plain.status == 400 and json.loads(plain.body)["message"] == "Upgrade request required"
+
+
+def test_exec_with_a_tty_prints_through_a_terminal(sim: SimHandle) -> None:
+    res = _spdy_exec(sim, ["cilium-dbg", "bogus"], tty=True)
+    assert res.data["stdout"].startswith(b'Error: unknown command "bogus" for "cilium-dbg"\r\n')
