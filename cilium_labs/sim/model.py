@@ -1087,6 +1087,12 @@ class SimCluster:
                 self._put("cilium.io/ciliumnodes", self._cilium_node(n))
             self._admit("apps/daemonsets", ds)
             self._put("apps/daemonsets", ds)
+            envoy = _find(cfg.rendered, "DaemonSet", "cilium-envoy")  # the chart's, from 1.16 on by default
+            if envoy is not None:
+                envoy = api_normalize(clone(envoy))
+                envoy.setdefault("metadata", {})["namespace"] = CILIUM_NS
+                self._admit("apps/daemonsets", envoy)
+                self._put("apps/daemonsets", envoy)
             op = _find(cfg.rendered, "Deployment", "cilium-operator")
             if op is None:
                 op_labels = {"io.cilium/app": "operator", "name": "cilium-operator",
@@ -1113,8 +1119,8 @@ class SimCluster:
             self.tick()
 
     def _uninstall_cilium(self) -> None:
-        for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/deployments", CILIUM_NS,
-                                                                          "cilium-operator"),
+        for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/daemonsets", CILIUM_NS, "cilium-envoy"),
+                              ("apps/deployments", CILIUM_NS, "cilium-operator"),
                               ("configmaps", CILIUM_NS, "cilium-config"),
                               ("secrets", CILIUM_NS, f"sh.helm.release.v1.{helm_release.RELEASE_NAME}.v1")):
             obj = self.store[key].pop((ns, name), None)
