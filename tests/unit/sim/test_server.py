@@ -409,6 +409,7 @@ def test_spdy_exec_negotiates_v4_and_streams_like_the_kubelet(sim: SimHandle) ->
     assert res.status == 101
     assert res.headers["upgrade"] == ["SPDY/3.1"] and res.headers["connection"] == ["Upgrade"]
     assert res.headers["x-stream-protocol-version"] == ["v4.channel.k8s.io"]  # client-go offers v5 first
+    assert "transfer-encoding" not in res.headers and "content-length" not in res.headers  # nothing HTTP follows
     assert res.data["stdout"].decode() == formats.version_text((1, 16, 19), daemon_up=True)
     assert json.loads(res.data["error"]) == {"metadata": {}, "status": "Success"}
     assert res.fin == {"stdout", "stderr", "error"} and res.data["stderr"] == b""  # each closed, as Stream.Close
