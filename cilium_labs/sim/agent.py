@@ -220,7 +220,7 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
             tunnels=tuple(tunnels), ipcache=tuple(ipcache),
             frontends=tuple(_frontends(cluster, node, lb_config(cfg))) if "frontends" in parts else (),
             lb=lb_config(cfg),
-            now=now, cluster_name=cfg.cluster_name, commit=hashlib.sha1(str(v).encode()).hexdigest()[:8],
+            now=now, cluster_name=cfg.cluster_name, commit=fm.short_commit(v),
             hubble=cfg.data.get("enable-hubble", "true") == "true",
             health_checking=cfg.data.get("enable-health-checking", "true") == "true", ipam_mode=cfg.ipam,
             kpr_devices=(("eth0", tuple(node.ips)),), allocations=tuple(sorted(allocations)),
@@ -563,12 +563,12 @@ def run(cluster: SimCluster, node_name: str, argv: Sequence[str], *, seed: int |
     if not words:
         return ExecOutcome(f"CLI for interacting with the local Cilium Agent\n\nUsage:\n  {binary} [command]\n")
     cmd = words[0]
-    if cmd == "version":
-        ver = fm.version_string(v)
-        client = f"Client: {ver} 0000000 2025-01-01T00:00:00+00:00 go version go1.23.4 linux/amd64\n"
-        if not up:
-            return ExecOutcome(client, "", 0)
-        return ExecOutcome(client + client.replace("Client:", "Daemon:"))
+    if cmd == "version":  # the release's own build line (formats.RELEASES)
+        return ExecOutcome(fm.version_json(v, daemon_up=up) if out_fmt == "json" else
+                           fm.version_text(v, daemon_up=up))
+    if cmd == "endpoint":  # what cilium-cli's status reads besides status -o json
+        from . import endpoints  # imports this module
+        return endpoints.run(cluster, node_name, binary, words, out_fmt, up, v)
     if cmd not in ("status", "bpf", "service"):
         return _usage_error(binary, f'unknown command "{cmd}" for "{binary}"')
     if cmd == "status":

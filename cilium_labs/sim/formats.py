@@ -99,6 +99,74 @@ def version_string(v: Version) -> str:
     return f"{v[0]}.{v[1]}.{v[2]}"
 
 
+@attrs.frozen
+class Release:
+    """One Cilium release as its binaries print it: ``pkg/version`` sets ``Version`` to ``ciliumVersion`` (the
+    Makefile.defs ``FULL_BUILD_VERSION``: VERSION, then ``git show -s --format='format:%h %aI'``) followed by
+    ``go version <runtime.Version()> linux/amd64``."""
+
+    commit: str
+    """The tag's full commit hash (the Go module proxy's ``.info`` for the tag, Origin.Hash)."""
+    date: str
+    """The commit's date as ``%aI`` prints it."""
+    go: str
+    """The Go the release images were built with: the ``golang:`` image of that release's
+    images/builder/Dockerfile."""
+
+
+RELEASES: dict[Version, Release] = {
+    # hashes and times: the module proxy's .info of each tag; Go: each release's images/builder/Dockerfile. The
+    # proxy's time is the committer date; %aI prints the author date, known here only where a real agent's output
+    # was published (1.17.6: "Client: 1.17.6 ee3ca4a7 2025-07-14T15:28:45+00:00 go version go1.24.5 linux/amd64",
+    # the same hash prefix and Go as derived here); elsewhere the committer date stands in for it.
+    (1, 13, 18): Release("19ff6c602372ef89eaab7ab4bb21482507e07b52", "2024-07-11T15:36:20+00:00", "go1.21.12"),
+    (1, 14, 19): Release("cb1113934e0e1d4c0121327cf592834bd07c0724", "2025-01-16T15:39:54+00:00", "go1.22.10"),
+    (1, 16, 19): Release("011fab6e7b798edd17e0337307dc034ed4916653", "2026-01-12T20:26:36+00:00", "go1.24.11"),
+    (1, 17, 6): Release("ee3ca4a7e998da677a9b1c634619a85ce5b0dc64", "2025-07-14T15:28:45+00:00", "go1.24.5"),
+    (1, 18, 11): Release("617b6b49b57901ea2671e5468b11ac7341e4beb8", "2026-06-16T10:45:18+00:00", "go1.25.11"),
+    (1, 19, 4): Release("95e477fdcfd35d438b135f4d981ee20ce3016ac3", "2026-05-13T14:29:21+00:00", "go1.25.10"),
+    (1, 20, 0): Release("450c53145dc0a872ae20dfb05598c94ef55a71e2", "2026-07-29T13:02:52+00:00", "go1.26.5"),
+}
+"""Releases whose build line the simulator knows (v1.20.2's proxy .info carries no commit hash, so it is not here)."""
+
+
+def build_version(v: Version) -> str:
+    """``version.Version`` of release ``v``: ``1.17.6 ee3ca4a7 2025-07-14T15:28:45+00:00 go version go1.24.5
+    linux/amd64``. The hash is abbreviated to 8 digits as the published release builds print it. A release the
+    simulator has no metadata for says so in each field rather than inventing one (still the 7 fields
+    ``version.FromString`` splits)."""
+    rel = RELEASES.get(v)
+    if rel is None:
+        return f"{version_string(v)} unknown unknown go version unknown linux/amd64"
+    return f"{version_string(v)} {rel.commit[:8]} {rel.date} go version {rel.go} linux/amd64"
+
+
+def short_commit(v: Version) -> str:
+    """The revision ``status`` shows after the version (``1.17.6 (v1.17.6-ee3ca4a7)``)."""
+    rel = RELEASES.get(v)
+    return rel.commit[:8] if rel is not None else "unknown"
+
+
+def version_text(v: Version, *, daemon_up: bool) -> str:
+    """``cilium-dbg version`` (``cilium version`` before 1.15), cilium-dbg/cmd/version.go: the client's line, then
+    the daemon's from its debuginfo, or ``Not responding`` when the API does not answer."""
+    client = build_version(v)
+    return f"Client: {client}\nDaemon: {client if daemon_up else 'Not responding'}\n"
+
+
+def version_json(v: Version, *, daemon_up: bool) -> str:
+    """``version -o json``: ``{Client, Daemon}`` of pkg/version.CiliumVersion (``FromString`` of the line; an
+    empty struct for a daemon that does not answer), through json.MarshalIndent with two spaces."""
+    def parsed(line: str) -> dict[str, str]:
+        f = line.split(" ")
+        if len(f) != 7:
+            return {"Version": "", "Revision": "", "GoRuntimeVersion": "", "Arch": "", "AuthorDate": ""}
+        return {"Version": f[0], "Revision": f[1], "GoRuntimeVersion": f[5], "Arch": f[6], "AuthorDate": f[2]}
+
+    line = build_version(v)
+    return json.dumps({"Client": parsed(line), "Daemon": parsed(line if daemon_up else "")}, indent=2) + "\n"
+
+
 def _enabled(flag: bool) -> str:
     return "Enabled" if flag else "Disabled"
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from ..spec import LabSpec
+from . import helm_release
 from . import objects as ob
 from .config import CiliumConfig
 from .faults import Fault, parse_faults
@@ -965,6 +966,10 @@ class SimCluster:
                     if start <= now:
                         rt.started_at = start
                         rt.ips = list(node.ips) if rt.host_network else self._pod_ips(node)
+                        if not rt.host_network and self.cilium is not None:  # the agent writes its CEP
+                            from .endpoints import cilium_endpoint  # imports the agent, which imports this
+                            self._put("cilium.io/ciliumendpoints", cilium_endpoint(pod, node.name, node.ips[0],
+                                                                                   rt.ips))
                     else:
                         due.append(start)
             ready = self._pod_ready(rt, now, due)
@@ -1159,6 +1164,7 @@ class SimCluster:
             ver = "v" + ".".join(str(x) for x in cfg.version_tuple)
             self._put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
                 "name": "cilium-config", "namespace": CILIUM_NS}, "data": dict(cfg.data)})
+            self._put("secrets", helm_release.release_secret(cfg, CILIUM_NS, ob.now_rfc3339()))
             for plural in ("ciliumnodes", "ciliumendpoints", "ciliumidentities", "ciliumnetworkpolicies",
                            "ciliumclusterwidenetworkpolicies"):
                 res = BY_KEY[f"cilium.io/{plural}"]
@@ -1194,6 +1200,12 @@ class SimCluster:
                 self._put("cilium.io/ciliumnodes", self._cilium_node(n))
             self._admit("apps/daemonsets", ds)
             self._put("apps/daemonsets", ds)
+            envoy = _find(cfg.rendered, "DaemonSet", "cilium-envoy")  # the chart's, from 1.16 on by default
+            if envoy is not None:
+                envoy = api_normalize(clone(envoy))
+                envoy.setdefault("metadata", {})["namespace"] = CILIUM_NS
+                self._admit("apps/daemonsets", envoy)
+                self._put("apps/daemonsets", envoy)
             op = _find(cfg.rendered, "Deployment", "cilium-operator")
             if op is None:
                 op_labels = {"io.cilium/app": "operator", "name": "cilium-operator",
@@ -1220,9 +1232,10 @@ class SimCluster:
             self.tick()
 
     def _uninstall_cilium(self) -> None:
-        for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/deployments", CILIUM_NS,
-                                                                          "cilium-operator"),
-                              ("configmaps", CILIUM_NS, "cilium-config")):
+        for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/daemonsets", CILIUM_NS, "cilium-envoy"),
+                              ("apps/deployments", CILIUM_NS, "cilium-operator"),
+                              ("configmaps", CILIUM_NS, "cilium-config"),
+                              ("secrets", CILIUM_NS, f"sh.helm.release.v1.{helm_release.RELEASE_NAME}.v1")):
             obj = self.store[key].pop((ns, name), None)
             if obj:
                 self._on_delete(key, obj)
