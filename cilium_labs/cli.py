@@ -322,10 +322,14 @@ def uninstall(lab_name: str | None, **opts: Any) -> None:
 )
 @click.option("--artifacts", type=click.Path(file_okay=False), help="Where logs go on failure.")
 @click.option("--reuse", is_flag=True, help="Use a running lab of the same name.")
-def run(checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, **opts: Any) -> None:
+@click.option("--strict", is_flag=True, help="Warnings fail the verification too, not only errors.")
+def run(
+    checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, strict: bool, **opts: Any
+) -> None:
     """Up, install, verify, then down (unless --keep): the whole lab in one command.
 
-    Exit 0 only when every check passed. On failure the backend's logs go to the artifacts folder first.
+    Exit 0 only when every check passed (warnings too with --strict). On failure the backend's logs go to the
+    artifacts folder first.
     """
     from .commands.verify import parse_duration, print_report
 
@@ -335,7 +339,7 @@ def run(checks: str | None, output: str, wait: str | None, artifacts: str | None
     with _terminate_on_sigterm(), lab:
         lab.install()
         wait_s = parse_duration(wait) if wait is not None else lab.backend.converge_timeout_s
-        report = lab.verify(names, wait_s=wait_s)
+        report = lab.verify(names, wait_s=wait_s, strict=strict)
         print_report(report, output)
         if not report.ok:
             lab.failed = True

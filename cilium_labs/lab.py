@@ -164,9 +164,15 @@ class Lab:
         return preflight.require_open(self.spec, self.backend, progress=self.progress)
 
     def verify(
-        self, checks: Sequence[str] | None = None, *, wait_s: float | None = None, concurrency: int = 16
+        self,
+        checks: Sequence[str] | None = None,
+        *,
+        wait_s: float | None = None,
+        concurrency: int = 16,
+        strict: bool = False,
     ) -> Report:
-        """Run the checks against the lab; with ``wait_s`` poll until they pass or the time is up."""
+        """Run the checks against the lab; with ``wait_s`` poll until they pass or the time is up; ``strict``:
+        warnings fail the report too."""
         from . import checks as checks_mod
 
         kwargs: dict[str, Any] = dict(
@@ -176,6 +182,7 @@ class Lab:
             namespace=self.spec.cilium_namespace,
             concurrency=concurrency,
             progress=self.progress,
+            strict=strict,
         )
         if wait_s:
             return checks_mod.wait_for(self.cluster, timeout_s=wait_s, **kwargs)
