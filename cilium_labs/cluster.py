@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
@@ -34,6 +35,7 @@ from kubernetes.stream.ws_client import ERROR_CHANNEL
 from urllib3 import exceptions as u3
 
 from . import _kview
+from ._files import read_text, require_content
 from ._wsexec import ExecRefused, ExecTransport
 from .errors import ClusterError, UsageError
 
@@ -76,7 +78,9 @@ class Cluster:
         self.context = context
         self.request_timeout = request_timeout
         if not self.kubeconfig.is_file():
-            raise UsageError(f"kubeconfig {self.kubeconfig} does not exist", fix="pass --kubeconfig PATH")
+            missing = "does not exist" if not self.kubeconfig.exists() else "is not a regular file"
+            raise UsageError(f"kubeconfig {self.kubeconfig} {missing}", fix="pass --kubeconfig PATH")
+        check_kubeconfig(self.kubeconfig)
         self._deadline: float | None = None
         self.deadline_hits = 0
         """Calls refused because the deadline had passed (``wait_for`` tells a round cut short by it)."""
@@ -367,6 +371,30 @@ class Cluster:
         finally:
             resp.close(timeout=0)
         return _exec_status(stdout, stderr, raw)
+
+
+KUBECONFIG_FIX = "pass the kubeconfig of the cluster (--kubeconfig PATH), e.g. the one `kind get kubeconfig` prints"
+
+
+def check_kubeconfig(path: Path) -> dict[str, Any]:
+    """The kubeconfig at ``path`` as YAML data, refusing (one line, ``UsageError``) what cannot be one: a file that
+    is too big, binary, empty, not YAML, or YAML that is not a kubeconfig mapping. The client's own loader would
+    raise a YAML scanner error with a 75-line traceback for most of these."""
+    what = "a kubeconfig (YAML)"
+    text = read_text(path, what=what, fix=KUBECONFIG_FIX)
+    require_content(text, name=str(path), what=what, fix=KUBECONFIG_FIX)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"kubeconfig {path} is not valid YAML{where}", fix=KUBECONFIG_FIX) from None
+    if not isinstance(data, dict) or not any(k in data for k in ("clusters", "contexts", "users")):
+        raise UsageError(
+            f"{path} is not a kubeconfig (no clusters, contexts or users in it)",
+            fix=KUBECONFIG_FIX,
+        )
+    return data
 
 
 def describe_transport_error(exc: BaseException, timeout: float) -> str:

@@ -18,6 +18,7 @@ import attr
 import attrs
 import yaml
 
+from ._files import InputError, read_text, require_content
 from .errors import SpecError
 
 DEFAULT_CILIUM_VERSION = "1.20.0"
@@ -383,14 +384,18 @@ def to_dict(spec: Any) -> dict[str, Any]:
     return data
 
 
+SPEC_FIX = "give a lab spec YAML file; `cilium-labs spec init > lab.yaml` writes a complete one"
+
+
 def load(path: str | Path) -> LabSpec:
-    """Read ``lab.yaml``; a missing file or bad YAML is a ``SpecError`` too."""
-    p = Path(path)
+    """Read ``lab.yaml``; a missing, empty, binary or oversized file or bad YAML is a ``SpecError`` too (one line
+    each: see ``_files``)."""
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise SpecError("(file)", f"cannot read {p}: {exc.strerror}", fix="check the path given to --spec") from exc
-    return loads(text, source=str(p))
+        text = read_text(path, what="a lab spec (YAML)", fix=SPEC_FIX)
+        require_content(text, name=str(path), what="a lab spec (YAML)", fix=SPEC_FIX)
+    except InputError as exc:
+        raise SpecError("(file)", exc.message, fix=exc.fix) from None
+    return loads(text, source=str(path))
 
 
 def loads(text: str, source: str = "<string>") -> LabSpec:
@@ -399,7 +404,7 @@ def loads(text: str, source: str = "<string>") -> LabSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError("(file)", f"{source} is not valid YAML{where}", fix="fix the YAML syntax") from exc
+        raise SpecError("(file)", f"{source} is not valid YAML{where}", fix="fix the YAML syntax") from None
     return from_dict(data or {})
 
 

@@ -86,8 +86,10 @@ def resolve_kubeconfig(kubeconfig: str | None, lab: str | None = None) -> tuple[
         env = os.environ.get("KUBECONFIG", "")
         kubeconfig = next((p for p in env.split(os.pathsep) if p), "") or str(Path.home() / ".kube" / "config")
     path = Path(kubeconfig).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"kubeconfig {path} does not exist", fix="pass --kubeconfig PATH (or --lab NAME)")
+    if not path.is_file():
+        raise UsageError(f"kubeconfig {path} is not a regular file", fix="pass --kubeconfig PATH (or --lab NAME)")
     return path, spec
 
 
