@@ -24,6 +24,7 @@ from .cluster import Cluster
 from .errors import CiliumLabsError, LabStateError, UsageError
 from .spec import LabSpec
 from .state import LabState, StateStore
+from .validate import validate
 
 if TYPE_CHECKING:
     from .report import Report
@@ -102,6 +103,7 @@ class Lab:
 
     def up(self) -> Lab:
         """Create the lab, or take back a running one of the same name when ``reuse`` is set."""
+        validate(self.spec, self.backend, warn=self.progress)  # every refusal before anything exists
         if self.state is not None and self.state.phase not in ("down",):
             if self.state.backend != self.backend.name:
                 raise LabStateError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..cilium.agents import AgentResult, ExecRecord
+from ..cilium.values import UNDERLAY_SINCE, underlay_protocol
 from ..errors import ParseError
 from . import _outputs
 from .base import Finding, register
@@ -127,6 +128,21 @@ def _config_vs_spec(ctx: CheckContext) -> list[Finding]:
                 f"tunnel protocol {have.protocol}",
             )
         )
+    underlay = underlay_protocol(ctx.spec)
+    if want.mode == "tunnel" and underlay and ctx.spec.cilium_version_tuple >= UNDERLAY_SINCE:
+        # absent means the agent's default, ipv4 (v1.18.11 pkg/defaults/defaults.go UnderlayProtocol)
+        have_underlay = cfg.get("underlay-protocol") or "ipv4"
+        if have_underlay != underlay:
+            out.append(
+                Finding(
+                    NAME,
+                    None,
+                    "underlay-mismatch",
+                    obj,
+                    f"underlay-protocol {underlay} (an IPv6-only lab tunnels over IPv6)",
+                    f"underlay-protocol {have_underlay}",
+                )
+            )
     return out
 
 

@@ -136,6 +136,9 @@ def config_from_values(values: Mapping[str, Any], version: str) -> dict[str, str
     mtu = _dig(values, "MTU", 0)
     if mtu:
         data["mtu"] = str(mtu)
+    underlay = _dig(values, "underlayProtocol", "")
+    if underlay and v >= (1, 18, 0):  # 1.18+ cilium-configmap.yaml: `{{- if .Values.underlayProtocol }}`
+        data["underlay-protocol"] = str(underlay)
     return data
 
 
