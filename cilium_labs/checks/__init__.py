@@ -26,6 +26,7 @@ from ..spec import LabSpec
 # the built-in checks register themselves on import
 # (connectivity, encapsulation and preflight are opt-in: they deploy pods or need a backend capability)
 from . import connectivity, encapsulation, health, preflight, services, tunnels  # noqa: F401
+from ._workload import WorkloadCheck
 from .base import Check, CheckResult, Finding, Skip, passes, register, registered, select
 from .context import CheckContext
 
@@ -117,9 +118,22 @@ def _with_responsiveness(result: CheckResult, records: list[ExecRecord], reads: 
     return attrs.evolve(result, ok=result.ok and passes(extra), findings=findings)
 
 
+def pods_do_not_run(check: Check, backend: Any) -> str | None:
+    """Why a check that deploys pods and probes their traffic does not apply to this backend, if it does not:
+    the sim's API-only datapath keeps pods as records, so there is no process to answer (``runs_pods`` false)."""
+    if not isinstance(check, WorkloadCheck) or backend is None or getattr(backend, "runs_pods", True):
+        return None
+    name = getattr(backend, "name", "") or type(backend).__name__
+    hint = "; sim.datapath: netns (--datapath netns, as root) runs real pods" if name == "sim" else ""
+    return f"does not apply: pods on the {name} backend do not run (no process answers their traffic){hint}"
+
+
 def _run_one(check: Check, ctx: CheckContext) -> CheckResult:
     started = time.monotonic()
     try:
+        why = pods_do_not_run(check, ctx.backend)
+        if why is not None:
+            raise Skip(why)
         findings = check.run(ctx)
     except Skip as skip:
         return CheckResult(

@@ -194,3 +194,16 @@ def test_wait_for_keeps_trying_while_the_api_is_down() -> None:
 
 def test_public_names() -> None:
     assert {"run_checks", "wait_for", "Report", "Finding", "CheckResult", "Check"} <= set(checks.__all__)
+
+
+@pytest.mark.parametrize("names", ["connectivity", "encapsulation"])
+def test_traffic_checks_skip_with_the_reason_where_pods_do_not_run(names: str) -> None:
+    """A clean API-only sim lab failed ``--check connectivity`` with 35 findings (``curl`` not found in pods that
+    are only records); it is skipped with the reason, as encapsulation and preflight are (issue 11)."""
+    from types import SimpleNamespace
+
+    fake = FakeCluster()
+    report = run(fake, names=names, backend=SimpleNamespace(name="sim", runs_pods=False))
+    (result,) = report.checks
+    assert report.ok and result.skipped and "pods on the sim backend do not run" in (result.skip_reason or "")
+    assert "netns" in (result.skip_reason or "") and not result.findings
