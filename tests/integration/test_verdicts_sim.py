@@ -69,3 +69,27 @@ def test_wait_for_returns_at_once_on_warnings(sim: Any) -> None:
     finally:
         sim.clear_faults()
     assert report.ok and report.warnings and report.duration_s < 5
+
+
+def test_run_strict_through_the_cli(tmp_path: Any) -> None:
+    """The acceptance of issue 11 as a user runs it: ``run --fault api-flaky:0.15`` passes with a warning,
+    ``--strict`` fails it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "CILIUM_LABS_STATE_DIR": str(tmp_path)}
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from cilium_labs.cli import main; main()", "run", "--backend", "sim",
+             "--name", "flaky", "--fault", "api-flaky:0.15", "-o", "json", *extra],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+
+    ok = run()
+    assert ok.returncode == 0 and '"warnings": 1' in ok.stdout, ok.stderr
+    strict = run("--strict")
+    assert strict.returncode == 1 and '"strict": true' in strict.stdout, strict.stderr

@@ -152,3 +152,15 @@ def test_verify_with_lab_hands_the_lab_backend_to_capability_checks(tmp_path: Pa
         assert enc["skipped"] and "pods on the sim backend do not run" in enc["skip_reason"]
     finally:
         lab.down()
+
+
+def test_warnings_pass_and_strict_fails_them(fake: FakeCluster) -> None:
+    """API hiccups that retries absorbed are a warning (exit 0); ``--strict`` fails on them (issue 11)."""
+    fake.flaky_exec = 5
+    res = CliRunner().invoke(verify, ["-o", "json"])
+    data = json.loads(res.stdout)
+    assert res.exit_code == 0 and data["ok"] is True and data["warnings"] == 1, res.output
+    fake.flaky_exec = 5
+    res = CliRunner().invoke(verify, ["-o", "json", "--strict"])
+    data = json.loads(res.stdout)
+    assert res.exit_code == 1 and data["ok"] is False and data["strict"] is True
