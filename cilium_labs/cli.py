@@ -34,6 +34,7 @@ from .lab import KEEP_CHOICES, Lab
 from .lock import holder as lock_holder
 from .spec import LabSpec
 from .state import LabState, StateStore
+from .validate import validate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -344,10 +345,14 @@ def uninstall(lab_name: str | None, **opts: Any) -> None:
 )
 @click.option("--artifacts", type=click.Path(file_okay=False), help="Where logs go on failure.")
 @click.option("--reuse", is_flag=True, help="Use a running lab of the same name.")
-def run(checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, **opts: Any) -> None:
+@click.option("--strict", is_flag=True, help="Warnings fail the verification too, not only errors.")
+def run(
+    checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, strict: bool, **opts: Any
+) -> None:
     """Up, install, verify, then down (unless --keep): the whole lab in one command.
 
-    Exit 0 only when every check passed. On failure the backend's logs go to the artifacts folder first.
+    Exit 0 only when every check passed (warnings too with --strict). On failure the backend's logs go to the
+    artifacts folder first.
     """
     from .commands.verify import parse_duration, print_report
 
@@ -357,7 +362,7 @@ def run(checks: str | None, output: str, wait: str | None, artifacts: str | None
     with _terminate_on_sigterm(), lab:
         lab.install()
         wait_s = parse_duration(wait) if wait is not None else lab.backend.converge_timeout_s
-        report = lab.verify(names, wait_s=wait_s)
+        report = lab.verify(names, wait_s=wait_s, strict=strict)
         print_report(report, output)
         if not report.ok:
             lab.failed = True
@@ -388,6 +393,7 @@ def plan(output: str, **opts: Any) -> None:
     """What `up` and `install` would create and run, creating nothing and touching no network."""
     lab_spec = build_spec(opts)
     backend = get_backend(lab_spec.backend)(lab_spec, StateStore(opts.get("state_dir")).lab_dir(lab_spec.name))
+    warnings = validate(lab_spec, backend)  # the same refusals as `up`, before anything is planned
     backend_plan = backend.plan()
     files = dict(backend_plan.files)
     commands = list(backend_plan.commands)
@@ -400,11 +406,13 @@ def plan(output: str, **opts: Any) -> None:
     except ImportError:
         pass
     data = {"backend": backend_plan.backend, "files": files, "commands": commands, "notes": backend_plan.notes,
-            **backend_plan.extra}
+            "warnings": warnings, **backend_plan.extra}
     if output == "json":
         _emit_json(data)
         return
     out_console.print(f"[bold]backend[/bold]: {backend_plan.backend}")
+    for warning in warnings:
+        out_console.print(f"[yellow]warning[/yellow]: {warning}")
     for note in backend_plan.notes:
         out_console.print(f"note: {note}")
     for key, value in backend_plan.extra.items():
@@ -420,7 +428,10 @@ def plan(output: str, **opts: Any) -> None:
 @cli.command("backends")
 @output_option
 def backends_cmd(output: str) -> None:
-    """Registered backends and whether the tools each one drives are installed."""
+    """Registered backends, whether the tools each one drives are installed, and the Cilium versions each supports
+    (with the Kubernetes versions each Cilium release lists)."""
+    from . import validate as validate_mod
+
     rows: list[dict[str, Any]] = []
     for name, target in registered().items():
         try:
@@ -429,16 +440,23 @@ def backends_cmd(output: str) -> None:
             error: str | None = None
         except CiliumLabsError as exc:
             tools, error = {}, exc.message
+        lo, hi = validate_mod.supported_minors(name)
         rows.append({"name": name, "target": target, "tools": tools, "ready": error is None and all(tools.values()),
-                     "error": error})
+                     "error": error, "cilium": f"{validate_mod.fmt(lo)} to {validate_mod.fmt(hi)}"})
     if output == "json":
         _emit_json(rows)
         return
-    table = Table("BACKEND", "TOOLS", "READY")
+    table = Table("BACKEND", "TOOLS", "READY", "CILIUM")
     for r in rows:
         tools_txt = ", ".join(f"{t} {'✓' if ok else '✗ missing'}" for t, ok in r["tools"].items()) or "(none)"
-        table.add_row(r["name"], r["error"] or tools_txt, "yes" if r["ready"] else "no")
+        table.add_row(r["name"], r["error"] or tools_txt, "yes" if r["ready"] else "no", r["cilium"])
     out_console.print(table)
+    versions = Table("CILIUM", "NEWEST KNOWN", "KUBERNETES (its requirements list)",
+                     title="Cilium releases and the Kubernetes versions each supports", title_justify="left")
+    for v in validate_mod.kubernetes_table():
+        versions.add_row(v["cilium"], v["newest_patch"], v["kubernetes"])
+    out_console.print(versions)
+    out_console.print("IPv6-only labs with tunnel routing need Cilium 1.18 or newer (an IPv6 tunnel underlay).")
 
 
 @cli.group("spec")

@@ -37,6 +37,7 @@ from .errors import BackendError, CiliumLabsError, LabStateError, PreflightError
 from .lock import LabLock, command_line
 from .spec import LabSpec
 from .state import ARTIFACTS_DIR, LabState, StateStore, Unreadable, private_dir, recorded_backend, unreadable_error
+from .validate import validate
 
 if TYPE_CHECKING:
     from .report import Report
@@ -180,7 +181,7 @@ class Lab:
                 self.state = self.store.load(self.spec.name)  # a damaged record refuses here, naming --force
             if self.state is not None and self._take_back():
                 return self
-            # issue 11 (validation half): `spec_mod.validate_before_create(self.spec, self.backend)` goes here
+            validate(self.spec, self.backend, warn=self.progress)  # every refusal before anything exists
             for warning in self.backend.preflight():
                 self.progress(f"warning: {warning}")
             fresh = self.state is None
@@ -292,9 +293,15 @@ class Lab:
         return preflight.require_open(self.spec, self.backend, progress=self.progress)
 
     def verify(
-        self, checks: Sequence[str] | None = None, *, wait_s: float | None = None, concurrency: int = 16
+        self,
+        checks: Sequence[str] | None = None,
+        *,
+        wait_s: float | None = None,
+        concurrency: int = 16,
+        strict: bool = False,
     ) -> Report:
-        """Run the checks against the lab; with ``wait_s`` poll until they pass or the time is up."""
+        """Run the checks against the lab; with ``wait_s`` poll until they pass or the time is up; ``strict``:
+        warnings fail the report too."""
         from . import checks as checks_mod
 
         kwargs: dict[str, Any] = dict(
@@ -304,6 +311,7 @@ class Lab:
             namespace=self.spec.cilium_namespace,
             concurrency=concurrency,
             progress=self.progress,
+            strict=strict,
         )
         if wait_s:
             return checks_mod.wait_for(self.cluster, timeout_s=wait_s, **kwargs)

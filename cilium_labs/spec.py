@@ -18,6 +18,7 @@ import attr
 import attrs
 import yaml
 
+from ._files import InputError, read_text, require_content
 from .errors import SpecError
 
 DEFAULT_CILIUM_VERSION = "1.20.0"
@@ -334,18 +335,35 @@ def _validate(spec: LabSpec) -> None:
     for field in ("helm_values",):
         if not isinstance(getattr(spec, field), dict):
             raise SpecError(field, "must be a mapping of Helm values", fix="e.g. helm_values: {debug: {enabled: true}}")
-    for cidr in spec.gcp.admin_source_ranges:
-        n = _net(cidr, "gcp.admin_source_ranges")
-        if n.prefixlen == 0 and not spec.gcp.allow_world:
-            raise SpecError(
-                "gcp.admin_source_ranges",
-                f"{cidr} opens SSH and the API server to the whole internet",
-                fix="give your own address/32, or set gcp.allow_world: true if you really mean it",
-            )
+    _check_admin_ranges(spec)
     if spec.vagrant.driver not in ("kvm", "qemu"):
         raise SpecError("vagrant.driver", f"{spec.vagrant.driver!r} is not kvm or qemu", fix="use kvm or qemu")
     if spec.sim.datapath not in ("api", "netns"):
         raise SpecError("sim.datapath", f"{spec.sim.datapath!r} is not api or netns", fix="use api or netns")
+
+
+WORLD_PREFIX = {4: 7, 6: 31}
+"""Admin ranges whose union is as large as a /7 (IPv4: two /8s) or a /31 (IPv6) count as the whole internet: no
+one administers a lab from that many addresses, and ``[0.0.0.0/1, 128.0.0.0/1]`` is 0.0.0.0/0 written in two
+halves."""
+
+
+def _check_admin_ranges(spec: LabSpec) -> None:
+    nets = [_net(cidr, "gcp.admin_source_ranges") for cidr in spec.gcp.admin_source_ranges]
+    if spec.gcp.allow_world:
+        return
+    for version, prefix in WORLD_PREFIX.items():
+        ours = [n for n in nets if n.version == version]
+        union = list(ipaddress.collapse_addresses(ours))  # type: ignore[type-var]
+        total = sum(n.num_addresses for n in union)
+        if total >= 2 ** ((32 if version == 4 else 128) - prefix):
+            shown = ", ".join(str(n) for n in ours)
+            raise SpecError(
+                "gcp.admin_source_ranges",
+                f"{shown} opens SSH and the API server to {total:,} addresses, a /{prefix} or more: "
+                "that is the whole internet",
+                fix="give your own address/32, or set gcp.allow_world: true if you really mean it",
+            )
 
 
 # -- YAML ---------------------------------------------------------------------------------------------------
@@ -412,14 +430,18 @@ def to_dict(spec: Any) -> dict[str, Any]:
     return data
 
 
+SPEC_FIX = "give a lab spec YAML file; `cilium-labs spec init > lab.yaml` writes a complete one"
+
+
 def load(path: str | Path) -> LabSpec:
-    """Read ``lab.yaml``; a missing file or bad YAML is a ``SpecError`` too."""
-    p = Path(path)
+    """Read ``lab.yaml``; a missing, empty, binary or oversized file or bad YAML is a ``SpecError`` too (one line
+    each: see ``_files``)."""
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise SpecError("(file)", f"cannot read {p}: {exc.strerror}", fix="check the path given to --spec") from exc
-    return loads(text, source=str(p))
+        text = read_text(path, what="a lab spec (YAML)", fix=SPEC_FIX)
+        require_content(text, name=str(path), what="a lab spec (YAML)", fix=SPEC_FIX)
+    except InputError as exc:
+        raise SpecError("(file)", exc.message, fix=exc.fix) from None
+    return loads(text, source=str(path))
 
 
 def loads(text: str, source: str = "<string>") -> LabSpec:
@@ -428,7 +450,7 @@ def loads(text: str, source: str = "<string>") -> LabSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError("(file)", f"{source} is not valid YAML{where}", fix="fix the YAML syntax") from exc
+        raise SpecError("(file)", f"{source} is not valid YAML{where}", fix="fix the YAML syntax") from None
     return from_dict(data or {})
 
 

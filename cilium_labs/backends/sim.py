@@ -136,7 +136,9 @@ class SimBackend(Backend):
             commands=[self.serve_argv()],
             notes=[
                 f"a simulated cluster of {self.spec.node_count} nodes served on 127.0.0.1 (no Docker, no root)",
-                "Cilium is installed by the simulator from the real chart when ../shared/charts has it",
+                "Cilium is installed by the simulator from the real chart (the spec's local chart, else the one "
+                "$CILIUM_LABS_CHARTS_DIR has for the version) when helm-python-sdk is installed; "
+                "otherwise from config derived from the values",
                 *(["faults applied after the rollout: " + ", ".join(self.spec.sim.faults)]
                   if self.spec.sim.faults else []),
             ],
@@ -315,7 +317,11 @@ class SimBackend(Backend):
     def install_cilium(self, values: dict[str, Any], version: str) -> None:
         """Install through the simulator (it renders the real chart), wait for the agents, then apply the
         spec's faults."""
-        state = self._request("POST", "/sim/v1/install", {"values": values, "version": version}, timeout=120.0)
+        body: dict[str, Any] = {"values": values, "version": version}
+        chart = self._local_chart()
+        if chart is not None:
+            body["chart"] = chart
+        state = self._request("POST", "/sim/v1/install", body, timeout=120.0)
         cilium = state.get("cilium") or {}
         self.progress(f"simulated Cilium {cilium.get('version')} from {cilium.get('source')}: "
                       f"routing {cilium.get('routing')} {cilium.get('tunnelProtocol') or ''}".rstrip())
@@ -328,6 +334,13 @@ class SimBackend(Backend):
         early = [f for f in self.spec.sim.faults if f.split(":", 1)[0] not in ROLLOUT_BLOCKING]
         if early:
             self.set_faults(early)
+
+    def _local_chart(self) -> str | None:
+        """The spec's chart when it is a local directory or ``.tgz``: the simulator renders that one."""
+        from ..cilium.install import chart_source
+
+        source = chart_source(self.spec)
+        return source.ref if source.kind == "local" else None
 
     def after_install(self) -> None:
         """Apply the faults a rollout would wait on forever (``agent-down``): call once the installer has seen

@@ -9,11 +9,12 @@ simulator (``tests/integration/test_verify_sim.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -208,9 +209,27 @@ class FakeCluster:
     # -- Cluster API ---------------------------------------------------------------------------------------------
     def _read(self) -> None:
         with self._lock:
+            self.reads += 1
             if self.flaky_reads > 0:
                 self.flaky_reads -= 1
+                self.read_failures += 1
                 raise ClusterError("list: API answered 500 Internal Server Error", status=500)
+
+    reads = 0
+    read_failures = 0
+    deadline_hits = 0
+
+    def read_stats(self) -> tuple[int, int]:
+        return self.reads, self.read_failures
+
+    def ping(self, timeout: float | None = None) -> str:
+        self._read()
+        return "v1.33.1"
+
+    @contextlib.contextmanager
+    def deadline_at(self, deadline: float | None) -> Iterator[None]:
+        """``Cluster.deadline_at``: the fake answers at once, so there is nothing to cut short."""
+        yield
 
     def nodes(self) -> list[client.V1Node]:
         self._read()
