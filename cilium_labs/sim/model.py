@@ -217,6 +217,13 @@ class SimCluster:
         self._pending_services: set[tuple[str, str]] = set()
         self._status_inputs: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._node_ready_seen: dict[str, tuple[bool, str]] = {}
+        self._restarting: set[str] = set()
+        """Nodes whose agent pod the DaemonSet's rolling update just deleted: their next agent is a restart."""
+        self.agent_restarts: list[tuple[str, float]] = []
+        """``(node, clock)`` of every agent restart a rolling update made (an upgrade, a rollout restart)."""
+        self.agent_restart_listeners: list[Callable[[str], None]] = []
+        """Called (under ``lock``, so they must not block) with the node whenever its agent restarts; the netns
+        datapath's ``upgrade-drop`` fault listens here."""
         self.revision = 0
         """Bumped by every change that can alter what the API or an agent shows: rendered agent outputs are
         cached per revision (``render_cached``), so they are computed once however many agents print them."""
@@ -471,6 +478,8 @@ class SimCluster:
             meta = obj.setdefault("metadata", {})
             for k in ("uid", "creationTimestamp", "namespace", "name"):
                 meta[k] = cur["metadata"].get(k)
+            if key.startswith("apps/"):
+                meta["generation"] = _next_generation(key, cur, obj)
             if key != "nodes" and "status" in cur and "status" not in obj:
                 obj["status"] = cur["status"]
             self._stamp(res, obj, namespace)
@@ -787,16 +796,16 @@ class SimCluster:
                     self.cni_ready_at[node] = at
                 elif at > now:
                     due.append(at)
-        self._reconcile_workloads()
+        self._reconcile_workloads(now, due)
         self._reconcile_pods(now, due)
         self._reconcile_status()
         self._reconcile_endpoints()
         self._reconcile_nodes()
         self._next_due = min(due) if due else float("inf")
 
-    def _reconcile_workloads(self) -> None:
+    def _reconcile_workloads(self, now: float, due: list[float]) -> None:
         for ds in list(self._objects("apps/daemonsets")):
-            self._sync_daemonset(ds)
+            self._sync_daemonset(ds, now, due)
         for dep in list(self._objects("apps/deployments")):
             self._sync_deployment(dep)
         for rs in list(self._objects("apps/replicasets")):
@@ -846,16 +855,69 @@ class SimCluster:
             prefix = rs["metadata"]["name"] + "-"
             self._spawn_pod(rs, "ReplicaSet", prefix, rs["spec"]["template"], None)
 
-    def _sync_daemonset(self, ds: dict[str, Any]) -> None:
+    def _sync_daemonset(self, ds: dict[str, Any], now: float, due: list[float]) -> None:
         pods = {p["spec"].get("nodeName"): p for p in self._owned("pods", ds)}
         tmpl = ds["spec"]["template"]
         revision = ob.template_hash(tmpl)[:9]
+        agents = _is_agent_daemonset(ds)
+        for old in self._rolling_update(ds, pods, revision, now, due):
+            node = old["spec"].get("nodeName")
+            self.store["pods"].pop((old["metadata"]["namespace"], old["metadata"]["name"]), None)
+            self._on_delete("pods", old)
+            pods.pop(node, None)
+            if agents and node:
+                self._restarting.add(node)
+        generation = str(ds["metadata"].get("generation", 1))
         for n in self.nodes:
             node_obj = self.store["nodes"][("", n.name)]
             if n.name in pods or not _node_fits(tmpl.get("spec") or {}, node_obj, daemon=True):
                 continue
             pod = self._spawn_pod(ds, "DaemonSet", ds["metadata"]["name"] + "-", tmpl, n.name)
-            pod["metadata"]["labels"].update({"controller-revision-hash": revision, "pod-template-generation": "1"})
+            pod["metadata"]["labels"].update({"controller-revision-hash": revision,
+                                              "pod-template-generation": generation})
+            if agents and n.name in self._restarting:
+                self._agent_restarted(n.name, now)
+
+    def _rolling_update(self, ds: dict[str, Any], pods: Mapping[str | None, dict[str, Any]], revision: str,
+                        now: float, due: list[float]) -> list[dict[str, Any]]:
+        """The old pods a ``RollingUpdate`` DaemonSet deletes now, as kube-controller-manager v1.36.3 does without
+        surge (pkg/controller/daemon/update.go rollingUpdate, ``maxSurge == 0``): an old pod that is not available
+        is replaced at once and counts as unavailable, as does a new pod not yet available; available old pods
+        are deleted while fewer than ``maxUnavailable`` are unavailable. ``maxUnavailable`` is scaled against the
+        nodes that should run a pod, rounding up, and 1 when it comes out 0 (updatedDesiredNodeCounts). Nodes go
+        in name order (the controller walks a map). Cilium's chart sets ``maxUnavailable: 2`` (values.yaml
+        ``updateStrategy`` of every release from 1.13 to 1.20); a surge (``maxSurge`` > 0) is not simulated."""
+        strategy = ds["spec"].get("updateStrategy") or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            return []  # OnDelete: old pods stay until someone deletes them
+        desired = sum(1 for n in self.nodes if _node_fits(ds["spec"]["template"].get("spec") or {},
+                                                          self.store["nodes"][("", n.name)], daemon=True))
+        max_unavailable = _scaled((strategy.get("rollingUpdate") or {}).get("maxUnavailable", 1), desired) or 1
+        unavailable = 0
+        replace: list[dict[str, Any]] = []
+        candidates: list[dict[str, Any]] = []
+        for node in sorted(n for n in pods if n):
+            pod = pods[node]
+            rt = self.runtime.get((pod["metadata"]["namespace"], pod["metadata"]["name"]))
+            available = rt is not None and self._pod_ready(rt, now, due)
+            if (pod["metadata"].get("labels") or {}).get("controller-revision-hash") == revision:
+                unavailable += 0 if available else 1
+            elif not available:
+                replace.append(pod)
+                unavailable += 1
+            elif unavailable < max_unavailable:
+                candidates.append(pod)
+        room = max(0, min(max_unavailable - unavailable, len(candidates)))
+        return replace + candidates[:room]
+
+    def _agent_restarted(self, node: str, now: float) -> None:
+        """NODE's new agent pod replaces the one the rolling update deleted: it is ready ``ready_delay_s`` later
+        (the node's CNI stays ready: Cilium's datapath keeps forwarding while no agent runs)."""
+        self._restarting.discard(node)
+        self.agent_ready_at[node] = now + self.ready_delay_s
+        self.agent_restarts.append((node, now))
+        for listener in list(self.agent_restart_listeners):
+            listener(node)
 
     def _spawn_pod(self, owner: dict[str, Any], kind: str, prefix: str, template: Mapping[str, Any],
                    node: str | None) -> dict[str, Any]:
@@ -876,8 +938,7 @@ class SimCluster:
         self._admit("pods", pod)
         self._put("pods", pod)
         rt = self.runtime[(ns, name)]
-        is_agent = kind == "DaemonSet" and owner["metadata"]["name"] == "cilium" and ns == CILIUM_NS
-        rt.agent = is_agent
+        rt.agent = kind == "DaemonSet" and _is_agent_daemonset(owner)
         return pod
 
     # -- pods ----------------------------------------------------------------------------------------------------
@@ -1034,9 +1095,13 @@ class SimCluster:
             desired = sum(1 for n in self.nodes if _node_fits(ds["spec"]["template"].get("spec") or {},
                                                               self.store["nodes"][("", n.name)], daemon=True))
             ready = sum(1 for p in pods if _is_ready(p))
+            revision = ob.template_hash(ds["spec"]["template"])[:9]
+            updated = sum(1 for p in pods if (p["metadata"].get("labels") or {}).get("controller-revision-hash")
+                          == revision)
             status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": desired,
-                      "numberMisscheduled": 0, "numberReady": ready, "observedGeneration": 1,
-                      "updatedNumberScheduled": len(pods)}
+                      "numberMisscheduled": 0, "numberReady": ready,
+                      "observedGeneration": int(ds["metadata"].get("generation", 1)),
+                      "updatedNumberScheduled": updated}
             if ready:
                 status["numberAvailable"] = ready
             if desired - ready > 0:
@@ -1156,12 +1221,21 @@ class SimCluster:
     # -- Cilium --------------------------------------------------------------------------------------------------
     def install_cilium(self, cfg: CiliumConfig) -> None:
         """Create what the chart creates (ConfigMap, DaemonSet, operator, CiliumNodes, CRDs) and start the
-        agents' rollout: each becomes ready within ``ready_delay_s``."""
+        agents' rollout: each becomes ready within ``ready_delay_s``.
+
+        With Cilium installed, this is ``helm upgrade``: the objects keep their identity and take the new chart's
+        spec, so the agent DaemonSet's rolling update replaces the agents a few nodes at a time (``maxUnavailable``
+        of its ``updateStrategy``), each new agent ready ``ready_delay_s`` after it starts. Nodes keep their
+        CiliumNode and pod CIDRs, and the datapath keeps forwarding while an agent restarts."""
         with self.lock:
+            if self.cilium is not None and (CILIUM_NS, "cilium") in self.store["apps/daemonsets"]:
+                self._upgrade_cilium(cfg)
+                self._changed()
+                self.tick()
+                return
             if self.cilium is not None:
                 self._uninstall_cilium()
             self.cilium = cfg
-            ver = "v" + ".".join(str(x) for x in cfg.version_tuple)
             self._put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
                 "name": "cilium-config", "namespace": CILIUM_NS}, "data": dict(cfg.data)})
             self._put("secrets", helm_release.release_secret(cfg, CILIUM_NS, ob.now_rfc3339()))
@@ -1176,19 +1250,6 @@ class SimCluster:
                              "scope": "Namespaced" if res.namespaced else "Cluster",
                              "versions": [{"name": "v2", "served": True, "storage": True}]},
                     "status": {"conditions": [{"type": "Established", "status": "True"}]}})
-            ds = _find(cfg.rendered, "DaemonSet", "cilium")
-            if ds is None:
-                labels = {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
-                          "app.kubernetes.io/part-of": "cilium"}
-                agent = ob.container("cilium-agent", f"quay.io/cilium/cilium:{ver}", command=["cilium-agent"])
-                init = [ob.container(n, f"quay.io/cilium/cilium:{ver}") for n in (
-                    "config", "mount-cgroup", "apply-sysctl-overwrites", "mount-bpf-fs", "clean-cilium-state",
-                    "install-cni-binaries")]
-                ds = ob.daemonset("cilium", CILIUM_NS, dict(labels), {"k8s-app": "cilium"}, ob.pod_template(
-                    labels, [agent], initContainers=init, hostNetwork=True, serviceAccountName="cilium",
-                    priorityClassName="system-node-critical", tolerations=[{"operator": "Exists"}]))
-            ds = api_normalize(clone(ds))
-            ds.setdefault("metadata", {})["namespace"] = CILIUM_NS
             for key in ("ciliumnodes",):
                 self.store[f"cilium.io/{key}"].clear()
             self._assign_cilium_cidrs(cfg)
@@ -1198,30 +1259,90 @@ class SimCluster:
                 frac = 0.3 + 0.7 * (i + 1) / count if count else 1.0
                 self.agent_ready_at[n.name] = start + self.ready_delay_s * frac
                 self._put("cilium.io/ciliumnodes", self._cilium_node(n))
-            self._admit("apps/daemonsets", ds)
-            self._put("apps/daemonsets", ds)
-            envoy = _find(cfg.rendered, "DaemonSet", "cilium-envoy")  # the chart's, from 1.16 on by default
-            if envoy is not None:
-                envoy = api_normalize(clone(envoy))
-                envoy.setdefault("metadata", {})["namespace"] = CILIUM_NS
-                self._admit("apps/daemonsets", envoy)
-                self._put("apps/daemonsets", envoy)
-            op = _find(cfg.rendered, "Deployment", "cilium-operator")
-            if op is None:
-                op_labels = {"io.cilium/app": "operator", "name": "cilium-operator",
-                             "app.kubernetes.io/part-of": "cilium", "app.kubernetes.io/name": "cilium-operator"}
-                op = ob.deployment("cilium-operator", CILIUM_NS, dict(op_labels),
-                                   {"io.cilium/app": "operator", "name": "cilium-operator"}, cfg.operator_replicas,
-                                   ob.pod_template(op_labels, [ob.container(
-                                       "cilium-operator", f"quay.io/cilium/operator-generic:{ver}")],
-                                       hostNetwork=True, tolerations=[{"operator": "Exists"}],
-                                       serviceAccountName="cilium-operator"))
-            op = api_normalize(clone(op))
-            op.setdefault("metadata", {})["namespace"] = CILIUM_NS
-            self._admit("apps/deployments", op)
-            self._put("apps/deployments", op)
+            for key, obj in self._chart_workloads(cfg):
+                self._admit(key, obj)
+                self._put(key, obj)
             self._changed()
             self.tick()
+
+    def _chart_workloads(self, cfg: CiliumConfig) -> list[tuple[str, dict[str, Any]]]:
+        """The agent DaemonSet, the chart's cilium-envoy DaemonSet (from 1.16 on by default) and the operator
+        Deployment, as the chart renders them (or built from the values when no chart was rendered)."""
+        ver = "v" + ".".join(str(x) for x in cfg.version_tuple)
+        ds = _find(cfg.rendered, "DaemonSet", "cilium")
+        if ds is None:
+            labels = {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                      "app.kubernetes.io/part-of": "cilium"}
+            agent = ob.container("cilium-agent", f"quay.io/cilium/cilium:{ver}", command=["cilium-agent"])
+            init = [ob.container(n, f"quay.io/cilium/cilium:{ver}") for n in (
+                "config", "mount-cgroup", "apply-sysctl-overwrites", "mount-bpf-fs", "clean-cilium-state",
+                "install-cni-binaries")]
+            ds = ob.daemonset("cilium", CILIUM_NS, dict(labels), {"k8s-app": "cilium"}, ob.pod_template(
+                labels, [agent], initContainers=init, hostNetwork=True, serviceAccountName="cilium",
+                priorityClassName="system-node-critical", tolerations=[{"operator": "Exists"}]))
+            # the chart's default in every release from 1.13 to 1.20 (values.yaml updateStrategy)
+            ds["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}
+        out: list[tuple[str, dict[str, Any]]] = [("apps/daemonsets", ds)]
+        envoy = _find(cfg.rendered, "DaemonSet", "cilium-envoy")
+        if envoy is not None:
+            out.append(("apps/daemonsets", envoy))
+        op = _find(cfg.rendered, "Deployment", "cilium-operator")
+        if op is None:
+            op_labels = {"io.cilium/app": "operator", "name": "cilium-operator",
+                         "app.kubernetes.io/part-of": "cilium", "app.kubernetes.io/name": "cilium-operator"}
+            op = ob.deployment("cilium-operator", CILIUM_NS, dict(op_labels),
+                               {"io.cilium/app": "operator", "name": "cilium-operator"}, cfg.operator_replicas,
+                               ob.pod_template(op_labels, [ob.container(
+                                   "cilium-operator", f"quay.io/cilium/operator-generic:{ver}")],
+                                   hostNetwork=True, tolerations=[{"operator": "Exists"}],
+                                   serviceAccountName="cilium-operator"))
+        out.append(("apps/deployments", op))
+        normalized = []
+        for key, obj in out:
+            obj = api_normalize(clone(obj))
+            obj.setdefault("metadata", {})["namespace"] = CILIUM_NS
+            normalized.append((key, obj))
+        return normalized
+
+    def _upgrade_cilium(self, cfg: CiliumConfig) -> None:
+        """``helm upgrade``: new ConfigMap data, a new release revision (the last one superseded, as Helm v4.3.2
+        pkg/action/upgrade.go records it), and the workloads' new spec under their old identity."""
+        self.cilium = cfg
+        cm = self.store["configmaps"].get((CILIUM_NS, "cilium-config"))
+        if cm is None:
+            self._put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "cilium-config", "namespace": CILIUM_NS}, "data": dict(cfg.data)})
+        elif cm.get("data") != cfg.data:
+            cm["data"] = dict(cfg.data)
+            self._touch(cm)
+        releases = self._release_secrets()
+        for old in releases:
+            if old["metadata"]["labels"].get("status") == "deployed":
+                old["metadata"]["labels"]["status"] = "superseded"
+                self._touch(old)
+        revision = 1 + max((int(r["metadata"]["labels"].get("version", "1")) for r in releases), default=0)
+        self._put("secrets", helm_release.release_secret(cfg, CILIUM_NS, ob.now_rfc3339(), revision=revision))
+        wanted = self._chart_workloads(cfg)
+        names = {(key, obj["metadata"]["name"]) for key, obj in wanted}
+        for key, name in (("apps/daemonsets", "cilium-envoy"),):
+            if (key, name) not in names and (CILIUM_NS, name) in self.store[key]:  # the new chart has none
+                self._on_delete(key, self.store[key].pop((CILIUM_NS, name)))
+        for key, obj in wanted:
+            cur = self.store[key].get((CILIUM_NS, obj["metadata"]["name"]))
+            if cur is None:
+                self._admit(key, obj)
+                self._put(key, obj)
+                continue
+            generation = _next_generation(key, cur, obj)
+            if cur.get("spec") != obj.get("spec") or cur["metadata"].get("labels") != obj["metadata"].get("labels"):
+                cur["spec"] = obj["spec"]
+                cur["metadata"]["labels"] = obj["metadata"].get("labels") or {}
+                cur["metadata"]["generation"] = generation
+                self._touch(cur)
+
+    def _release_secrets(self) -> list[dict[str, Any]]:
+        prefix = f"sh.helm.release.v1.{helm_release.RELEASE_NAME}.v"
+        return [o for (ns, name), o in self.store["secrets"].items() if ns == CILIUM_NS and name.startswith(prefix)]
 
     def uninstall_cilium(self) -> None:
         """Remove what ``install_cilium`` created (``helm uninstall``): agents go, nodes keep their CNI config."""
@@ -1232,10 +1353,10 @@ class SimCluster:
             self.tick()
 
     def _uninstall_cilium(self) -> None:
+        releases = [("secrets", CILIUM_NS, o["metadata"]["name"]) for o in self._release_secrets()]
         for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/daemonsets", CILIUM_NS, "cilium-envoy"),
                               ("apps/deployments", CILIUM_NS, "cilium-operator"),
-                              ("configmaps", CILIUM_NS, "cilium-config"),
-                              ("secrets", CILIUM_NS, f"sh.helm.release.v1.{helm_release.RELEASE_NAME}.v1")):
+                              ("configmaps", CILIUM_NS, "cilium-config"), *releases):
             obj = self.store[key].pop((ns, name), None)
             if obj:
                 self._on_delete(key, obj)
@@ -1289,6 +1410,37 @@ class SimCluster:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _is_agent_daemonset(ds: Mapping[str, Any]) -> bool:
+    return bool(ds["metadata"]["name"] == "cilium" and ds["metadata"].get("namespace") == CILIUM_NS)
+
+
+def _scaled(value: Any, total: int) -> int:
+    """An int-or-percent of ``total``, a percentage rounded up (apimachinery intstr.GetScaledValueFromIntOrPercent
+    with ``roundUp``, as the DaemonSet controller calls it)."""
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            return -(-int(value[:-1]) * total // 100)
+        except ValueError:
+            return 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _next_generation(key: str, cur: Mapping[str, Any], new: Mapping[str, Any]) -> int:
+    """``metadata.generation`` after an update: one more when the desired state changed (for a DaemonSet, its pod
+    template: kubernetes v1.36.3 pkg/registry/apps/daemonset/strategy.go PrepareForUpdate; for Deployments and
+    ReplicaSets any change of ``spec``)."""
+    old = int(cur["metadata"].get("generation", 1))
+    cur_spec, new_spec = cur.get("spec") or {}, new.get("spec") or {}
+    if key == "apps/daemonsets":
+        changed = cur_spec.get("template") != new_spec.get("template")
+    else:
+        changed = cur_spec != new_spec
+    return old + 1 if changed else old
 
 
 def _find(objs: Iterable[Mapping[str, Any]], kind: str, name: str) -> dict[str, Any] | None:
