@@ -67,6 +67,10 @@ def socket_in_netns(netns_path: Path, family: int, kind: int, bind: tuple[Any, .
 class _Handler(BaseHTTPRequestHandler):
     server: _EchoServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    """TCP_NODELAY, as every Go connection has (go1.26 src/net/tcpsock.go newTCPConn: ``setNoDelay(fd, true)``):
+    with Nagle on, the body written after the headers waits for the client's delayed ACK, 40 ms per answer on a
+    keep-alive connection, which agnhost's netexec never shows."""
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
