@@ -540,6 +540,12 @@ class NetnsDatapath:
             mtu = min((int(f.get("bytes")) for f in wanted if f.kind == "underlay-mtu"), default=self.mtu)
             self._set_underlay_mtu(mtu)
 
+    def drop_traffic(self, node: str, on: bool) -> None:
+        """Start (``on``) or end dropping every packet NODE forwards: the ``upgrade-drop`` fault's outage."""
+        with self._lock:
+            if self._up:
+                netns.nft(self.node_ns(node), datapath_faults.drop_script(on))
+
     def faults(self) -> list[Fault]:
         with self._lock:
             return list(self._faults)

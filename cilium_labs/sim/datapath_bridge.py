@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 0.25
 EXEC_THREADS = 64
+EXEC_TIMEOUT_S = 3600.0
+"""The longest a command in a pod may run (probes time out in seconds; an upgrade's prober stops itself)."""
 
 
 class NetnsBridge:
@@ -58,6 +61,8 @@ class NetnsBridge:
         self._service_ips: dict[str, list[str]] = {}
         self.resolve = service_resolver(lambda: self._service_ips)
         self.errors: list[str] = []
+        self.drops: list[tuple[str, float, float]] = []
+        """``(node, start, end)`` (wall clock) of every outage an ``upgrade-drop`` fault made."""
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,12 +80,15 @@ class NetnsBridge:
         self.cluster.exec_executor = self._executor  # type: ignore[attr-defined]
         self.cluster.exec_handler = self.exec  # type: ignore[attr-defined]
         self.cluster.datapath = self  # type: ignore[attr-defined]
+        self.cluster.agent_restart_listeners.append(self._agent_restarted)
         self._thread = threading.Thread(target=self._loop, name="netns-datapath", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Detach and delete everything (safe to call twice)."""
         self._stop.set()
+        with contextlib.suppress(ValueError):
+            self.cluster.agent_restart_listeners.remove(self._agent_restarted)
         if self._thread is not None:
             self._thread.join(timeout=10)
         for attr in ("exec_handler", "datapath", "exec_executor"):
@@ -197,6 +205,27 @@ class NetnsBridge:
             )
             self._pods[key] = (p["node"], p["ips"], p["host_network"])
 
+    # -- upgrade-drop -------------------------------------------------------------------------------------------
+    def _agent_restarted(self, node: str) -> None:
+        """The model restarted NODE's agent (under its lock: hand the outage to a thread of its own)."""
+        for fault in self.cluster.faults_for("upgrade-drop", node):
+            seconds = int(fault.get("ms")) / 1000.0
+            threading.Thread(target=self._drop, args=(node, seconds), name=f"upgrade-drop-{node}",
+                             daemon=True).start()
+
+    def _drop(self, node: str, seconds: float) -> None:
+        try:
+            self.datapath.drop_traffic(node, True)
+            start = time.time()
+            self._stop.wait(seconds)
+            self.datapath.drop_traffic(node, False)
+            end = time.time()
+        except CiliumLabsError as exc:
+            self.errors.append(f"upgrade-drop on {node}: {exc}")
+            return
+        self.drops.append((node, start, end))
+        log.info("upgrade-drop: %s dropped its pods' traffic for %.0f ms", node, (end - start) * 1000)
+
     # -- what the simulator asks -------------------------------------------------------------------------------
     def exec(self, namespace: str, pod: str, container: str, argv: Sequence[str]) -> ExecOutcome | None:
         """Run ``argv`` for real in a pod the datapath made; None for pods it does not own (agents)."""
@@ -207,7 +236,8 @@ class NetnsBridge:
         found: PodNet | None = self.datapath.pod(namespace, pod)
         if found is None:
             return None
-        res = self.datapath.exec_in_pod(namespace, pod, argv, timeout=120.0)
+        # a prober (``cilium-labs upgrade``) runs for a whole rollout in one exec and stops itself
+        res = self.datapath.exec_in_pod(namespace, pod, argv, timeout=EXEC_TIMEOUT_S)
         if res.returncode == 127 and "executable file not found" in res.stderr:
             return agent_mod._not_found(argv[0])
         return ExecOutcome(res.stdout, res.stderr, res.returncode)
