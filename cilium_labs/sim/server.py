@@ -395,12 +395,12 @@ class SimServer:
             delay += float(fault.get("seconds", 0.0))
         if delay > 0:
             await self.sleep(delay)
-        if argv[0].rsplit("/", 1)[-1] in _STDIN_COMMANDS:
-            return _generic_exec(argv, node, stdin)
-        if is_agent:
-            return agent_mod.run(self.cluster, node, argv)
         # netns datapath hook (cilium_labs.sim.datapath_bridge): run it for real in the pod's namespace
         handler = getattr(self.cluster, "exec_handler", None)
+        if argv[0].rsplit("/", 1)[-1] in _STDIN_COMMANDS and (is_agent or handler is None or _reads_stdin(argv)):
+            return _generic_exec(argv, node, stdin)  # a real pod's files (``cat /sys/...``) come from the handler
+        if is_agent:
+            return agent_mod.run(self.cluster, node, argv)
         real = None
         if handler is not None:
             real = await asyncio.get_running_loop().run_in_executor(
