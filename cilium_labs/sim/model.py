@@ -1062,14 +1062,20 @@ class SimCluster:
         for rs in self._objects("apps/replicasets"):
             pods = self._owned("pods", rs)
             ready = sum(1 for p in pods if _is_ready(p))
-            rs_status = {"availableReplicas": ready, "fullyLabeledReplicas": len(pods), "observedGeneration": 1,
+            rs_status = {"availableReplicas": ready, "fullyLabeledReplicas": len(pods),
+                         "observedGeneration": int(rs["metadata"].get("generation", 1)),
                          "readyReplicas": ready, "replicas": len(pods)}
             self._set_status(rs, {k: v for k, v in rs_status.items() if v or k in ("replicas", "observedGeneration")})
         for dep in self._objects("apps/deployments"):
             pods = [p for rs in self._owned("apps/replicasets", dep) for p in self._owned("pods", rs)]
             ready = sum(1 for p in pods if _is_ready(p))
             want = int(dep["spec"].get("replicas", 1))
-            status: dict[str, Any] = {"observedGeneration": 1, "replicas": len(pods), "updatedReplicas": len(pods)}
+            current = ob.template_hash(dep["spec"]["template"])
+            updated = sum(1 for rs in self._owned("apps/replicasets", dep)
+                          if rs["metadata"]["labels"].get("pod-template-hash") == current
+                          for _ in self._owned("pods", rs))
+            status: dict[str, Any] = {"observedGeneration": int(dep["metadata"].get("generation", 1)),
+                                      "replicas": len(pods), "updatedReplicas": updated}
             if ready:
                 status["readyReplicas"] = ready
                 status["availableReplicas"] = ready

@@ -73,6 +73,9 @@ def test_upgrade_rolls_the_agents_two_nodes_at_a_time() -> None:
     ds = c.get("apps/daemonsets", "kube-system", "cilium")
     assert ds["status"]["updatedNumberScheduled"] == 3 and ds["status"]["numberReady"] == 3
     assert ds["status"]["observedGeneration"] == 2
+    op = c.get("apps/deployments", "kube-system", "cilium-operator")  # what the installer's wait reads
+    assert op["metadata"]["generation"] == op["status"]["observedGeneration"] == 2
+    assert op["status"]["updatedReplicas"] == op["spec"]["replicas"]
     assert all(_image(p).endswith(":v1.20.0") and _ready(p) for p in _agents(c).values())
     assert [n for n, _ in c.agent_restarts] == [CP, W1, W2]
     # an upgrade keeps every node's allocation (the datapath that forwards meanwhile uses it)
