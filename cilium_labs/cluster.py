@@ -298,7 +298,7 @@ class Cluster:
         return self._call(f"read namespace {name}", self.core.read_namespace, name, missing_ok=True)
 
     def create(self, obj: dict[str, Any]) -> Any:
-        """Create a Namespace, DaemonSet, Deployment, Service or Pod from its manifest (a dict)."""
+        """Create a Namespace, DaemonSet, Deployment, Service, EndpointSlice or Pod from its manifest (a dict)."""
         kind = obj.get("kind")
         ns = (obj.get("metadata") or {}).get("namespace") or "default"
         name = (obj.get("metadata") or {}).get("name")
@@ -308,6 +308,7 @@ class Cluster:
             "Pod": (self.core.create_namespaced_pod, (ns,)),
             "DaemonSet": (self.apps.create_namespaced_daemon_set, (ns,)),
             "Deployment": (self.apps.create_namespaced_deployment, (ns,)),
+            "EndpointSlice": (self.discovery.create_namespaced_endpoint_slice, (ns,)),
         }
         if kind not in calls:
             raise UsageError(f"cannot create a {kind}", fix=f"use one of: {', '.join(calls)}")

@@ -41,6 +41,7 @@ from .validate import validate
 
 if TYPE_CHECKING:
     from .report import Report
+    from .upgrade import UpgradeReport
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,14 @@ class Lab:
         if wait_s:
             return checks_mod.wait_for(self.cluster, timeout_s=wait_s, **kwargs)
         return checks_mod.run_checks(self.cluster, **kwargs)
+
+    def upgrade(self, version: str, **options: Any) -> UpgradeReport:
+        """Upgrade (or downgrade; the installed version: restart in place) Cilium to ``version`` while probes between
+        every node pair measure what the traffic loses; verifies before and after. ``options``: the fields of
+        ``upgrade.UpgradeOptions`` (``max_gap_s``, ``probe_interval_s``...)."""
+        from .upgrade import UpgradeOptions, upgrade
+
+        return upgrade(self, version, UpgradeOptions(**options))
 
     def default_checks(self) -> list[str]:
         """Every check this backend can run: the agent checks always; the traffic checks where pods really run,

@@ -11,6 +11,10 @@ black hole of D milliseconds shows as a gap of D give or take one interval. On a
 exchanges are serial, so a stalled exchange's gap runs from its request to the next request that is answered in
 time: it includes TCP's own retransmission back-off, which is what the application on that connection saw.
 
+An answer that came within the timeout but later than one interval is a (``slow``) gap of its own, as long as it
+took: on a long-lived connection a 300 ms black hole is mostly that, TCP resending the request once its
+retransmission timer (200 ms at least) fires.
+
 Times are seconds relative to ``t0``, the moment the install step began, on the wall clocks of the pods' nodes
 (one clock on the simulator and ``local``; NTP-close on real clusters).
 """
@@ -73,6 +77,7 @@ def pair_results(
     t0: float,
     timeout_s: float,
     stopped: float,
+    interval_s: float,
     targets: Iterable[tuple[str, str, str]] = (),
 ) -> list[PairResult]:
     """One ``PairResult`` per (source node, destination node, kind). ``outputs`` by source node; ``stopped`` is
@@ -98,7 +103,7 @@ def pair_results(
         ended = outputs[src].ended if src in outputs else None
         end = ended if ended is not None else stopped
         counted, why, causes = _judge(probes, timeout_s, end)
-        gaps = tuple(_gaps(counted, why, t0=t0, end=end))
+        gaps = tuple(_gaps(counted, why, t0=t0, end=end, interval=interval_s))
         is_ll = kind == LONG_LIVED
         results.append(PairResult(
             src, dst, KIND_NAMES.get(kind, kind), len(counted), sum(1 for w in why if w), gaps,
@@ -123,7 +128,7 @@ def _judge(probes: Sequence[Probe], timeout_s: float, end: float) -> tuple[list[
         elif p.status != "ok":
             cause = p.status
         elif p.ended - p.sent > timeout_s:
-            cause = "slow"
+            cause = "late"
         else:
             cause = ""
         counted.append(p)
@@ -133,7 +138,7 @@ def _judge(probes: Sequence[Probe], timeout_s: float, end: float) -> tuple[list[
     return counted, why, causes
 
 
-def _gaps(probes: Sequence[Probe], why: Sequence[str], *, t0: float, end: float) -> Iterable[Gap]:
+def _gaps(probes: Sequence[Probe], why: Sequence[str], *, t0: float, end: float, interval: float) -> Iterable[Gap]:
     first: Probe | None = None
     seen: list[str] = []
     for p, cause in zip(probes, why, strict=True):
@@ -146,6 +151,8 @@ def _gaps(probes: Sequence[Probe], why: Sequence[str], *, t0: float, end: float)
         if first is not None:
             yield Gap(first.sent - t0, p.sent - first.sent, tuple(seen))
             first = None
+        elif p.ended is not None and p.ended - p.sent > interval:
+            yield Gap(p.sent - t0, p.ended - p.sent, ("slow",))
     if first is not None:
         yield Gap(first.sent - t0, max(end, first.sent) - first.sent, tuple(seen))
 

@@ -49,7 +49,7 @@ trap '' PIPE
 if [[ -z ${EPOCHREALTIME:-} ]]; then
   echo "F bash ${BASH_VERSION:-unknown} has no EPOCHREALTIME (bash 5 needed)"; exit 3
 fi
-iv=$(( $1 * 1000 )) tmo=$(( $2 * 1000 )) dl=$(( $3 * 1000000 )) stop=$4 brk=$(( $5 * 1000 ))
+iv=$(( $1 * 1000 )) tmo=$(( $2 * 1000 )) dl=$(( $3 * 1000 )) stop=$4 brk=$(( $5 * 1000 ))
 shift 5
 printf -v tmo_s '%d.%06d' $(( tmo / 1000000 )) $(( tmo % 1000000 ))
 exec {sfd}<> <(:)
@@ -167,7 +167,8 @@ wait
 rm -f "$stop" 2>/dev/null
 now; echo "E $REPLY"
 """
-"""The prober (``bash -c SCRIPT prober INTERVAL_MS TIMEOUT_MS DEADLINE STOPFILE BREAK_MS TARGET...``)."""
+"""The prober (``bash -c SCRIPT prober INTERVAL_MS TIMEOUT_MS DEADLINE_MS STOPFILE BREAK_MS TARGET...``,
+the deadline in milliseconds since the epoch)."""
 
 POD, SERVICE, LONG_LIVED = "pod", "svc", "ll"
 KIND_NAMES = {POD: "pod-to-pod", SERVICE: "pod-to-service", LONG_LIVED: "long-lived"}
@@ -193,18 +194,19 @@ def argv(
     *,
     interval_ms: int,
     timeout_ms: int,
-    deadline_s: int,
+    deadline_ms: int,
     stop_file: str,
     break_ms: int,
 ) -> list[str]:
-    """The exec argv that runs the prober until ``stop_file`` exists or ``deadline_s`` (epoch seconds) passes."""
+    """The exec argv that runs the prober until ``stop_file`` exists or ``deadline_ms`` (epoch milliseconds)
+    passes."""
     for t in targets:
         if t.kind not in KIND_NAMES:
             raise ValueError(f"unknown probe kind {t.kind!r}")
         ipaddress.ip_address(t.ip)  # a wrong address is a bug here, not a probe failure in the pod
         if "," in t.node or "," in t.expect:
             raise ValueError(f"a comma in {t!r} would split the prober's argument")
-    return ["bash", "-c", SCRIPT, "prober", str(interval_ms), str(timeout_ms), str(deadline_s), stop_file,
+    return ["bash", "-c", SCRIPT, "prober", str(interval_ms), str(timeout_ms), str(deadline_ms), stop_file,
             str(break_ms), *(t.arg() for t in targets)]  # fmt: skip
 
 

@@ -28,7 +28,7 @@ def lane(kind: str, node: str, pattern: str, *, start: float = T0, step: float =
 
 def results(probes: list[Probe], *, stopped: float = T0 + 10, **kw: object) -> dict[tuple[str, str, str], object]:
     out = Output(started=T0 - 1, ended=None, probes=tuple(probes), **kw)  # type: ignore[arg-type]
-    got = pair_results({"a": out}, t0=T0, timeout_s=0.5, stopped=stopped)
+    got = pair_results({"a": out}, t0=T0, timeout_s=0.5, stopped=stopped, interval_s=0.1)
     return {(r.src, r.dst, r.kind): r for r in got}
 
 
@@ -46,7 +46,7 @@ def test_a_hole_of_three_intervals_is_a_gap_of_three_intervals() -> None:
 
 def test_an_answer_after_the_timeout_is_a_failure_and_the_longest_gap_wins() -> None:
     r = results(lane("svc", "b", ".s..xxxxx.", start=T0 - 0.2))[("a", "b", "pod-to-service")]
-    assert r.failed == 6 and r.causes == {"slow": 1, "connect": 5}  # type: ignore[attr-defined]
+    assert r.failed == 6 and r.causes == {"late": 1, "connect": 5}  # type: ignore[attr-defined]
     assert [round(g.length, 3) for g in r.gaps] == [0.1, 0.5]  # type: ignore[attr-defined]
     assert r.max_gap_ms == 500 and r.gap_started_s == 0.2  # type: ignore[attr-defined]
 
@@ -57,6 +57,17 @@ def test_pending_probes_count_only_once_they_are_older_than_the_timeout() -> Non
     assert (young.sent, young.failed) == (3, 0)  # type: ignore[attr-defined]
     old = results(probes, stopped=T0 + 2.0)[("a", "b", "pod-to-pod")]
     assert (old.sent, old.failed, old.max_gap_ms) == (5, 2, 1700)  # type: ignore[attr-defined]  # until the stop
+
+
+def test_a_slow_answer_within_the_timeout_is_a_gap_as_long_as_it_took() -> None:
+    """A 300 ms black hole on a long-lived connection: TCP resends after its 200 ms minimum RTO, the exchange
+    answers in time (no failure) but the connection stood still."""
+    probes = lane("ll", "b", ".....", start=T0)
+    stalled = Probe("ll", "b", 6, T0 + 0.5, T0 + 0.78, "ok", 1)
+    after = [Probe("ll", "b", 7 + i, T0 + 0.8 + i * 0.1, T0 + 0.802 + i * 0.1, "ok", 1) for i in range(3)]
+    r = results([*probes, stalled, *after])[("a", "b", "long-lived")]
+    assert (r.sent, r.failed, r.max_gap_ms, r.gap_started_s) == (9, 0, 280, 0.5)  # type: ignore[attr-defined]
+    assert r.max_gap.failures == ("slow",)  # type: ignore[attr-defined]
 
 
 def test_a_long_lived_connection_that_stalled_then_broke() -> None:
@@ -70,7 +81,7 @@ def test_a_long_lived_connection_that_stalled_then_broke() -> None:
 
 
 def test_a_lane_that_printed_nothing_still_shows() -> None:
-    got = pair_results({}, t0=T0, timeout_s=0.5, stopped=T0 + 5, targets=[("a", "b", "pod")])
+    got = pair_results({}, t0=T0, timeout_s=0.5, stopped=T0 + 5, interval_s=0.1, targets=[("a", "b", "pod")])
     assert [(r.src, r.dst, r.kind, r.sent) for r in got] == [("a", "b", "pod-to-pod", 0)]
 
 

@@ -82,7 +82,8 @@ def run(targets: list[Target], tmp_path: Path, seconds: float, *, during: Any = 
     """Run the prober for ``seconds`` (calling ``during()`` halfway), stop it with its stop file; the parsed
     output and how long it took to stop."""
     stop = tmp_path / "stop"
-    argv = pr.argv(targets, interval_ms=interval_ms, timeout_ms=timeout_ms, deadline_s=int(time.time() + deadline_s),
+    argv = pr.argv(targets, interval_ms=interval_ms, timeout_ms=timeout_ms,
+                   deadline_ms=int((time.time() + deadline_s) * 1000),
                    stop_file=str(stop), break_ms=break_ms)  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(seconds / 2)
@@ -173,7 +174,7 @@ def test_a_path_that_eats_requests(tmp_path: Path) -> None:
 
 def test_the_deadline_stops_it_without_a_stop_file(echo: Echo, tmp_path: Path) -> None:
     argv = pr.argv([Target(POD, "b", "127.0.0.1", echo.port, "echo-a")], interval_ms=100, timeout_ms=300,
-                   deadline_s=int(time.time()) + 2, stop_file=str(tmp_path / "never"), break_ms=1000)
+                   deadline_ms=int(time.time() * 1000) + 1000, stop_file=str(tmp_path / "never"), break_ms=1000)
     res = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     out = pr.parse(res.stdout.splitlines())
     assert res.returncode == 0 and out.ended is not None and out.probes
@@ -181,12 +182,12 @@ def test_the_deadline_stops_it_without_a_stop_file(echo: Echo, tmp_path: Path) -
 
 def test_argv_refuses_what_would_garble_the_arguments() -> None:
     with pytest.raises(ValueError):
-        pr.argv([Target(POD, "a,b", "10.0.0.1", 80)], interval_ms=1, timeout_ms=1, deadline_s=1, stop_file="s",
+        pr.argv([Target(POD, "a,b", "10.0.0.1", 80)], interval_ms=1, timeout_ms=1, deadline_ms=1, stop_file="s",
                 break_ms=1)
     with pytest.raises(ValueError):
-        pr.argv([Target(POD, "a", "not-an-ip", 80)], interval_ms=1, timeout_ms=1, deadline_s=1, stop_file="s",
+        pr.argv([Target(POD, "a", "not-an-ip", 80)], interval_ms=1, timeout_ms=1, deadline_ms=1, stop_file="s",
                 break_ms=1)
-    argv = pr.argv([Target(SERVICE, "a", "fd00::1", 80, "echo-x")], interval_ms=100, timeout_ms=500, deadline_s=9,
+    argv = pr.argv([Target(SERVICE, "a", "fd00::1", 80, "echo-x")], interval_ms=100, timeout_ms=500, deadline_ms=9,
                    stop_file="/tmp/s", break_ms=10_000)
     assert argv[:2] == ["bash", "-c"] and argv[3:] == ["prober", "100", "500", "9", "/tmp/s", "10000",
                                                        "svc,a,fd00::1,80,echo-x"]
