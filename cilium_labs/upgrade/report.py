@@ -2,7 +2,8 @@
 timeline, and the verifications before and after; as JSON and JUnit for machines and tables for people.
 
 Times are seconds relative to the moment the install step began (``t0``): a gap that started at ``12.3`` began
-12.3 s into the upgrade, an agent ``restarted_s: 11.0`` restarted 11 s in (to the second: the API's resolution).
+12.3 s into the upgrade. An agent's ``restarted_s`` is its new container's ``startedAt`` (the API gives whole
+seconds, ``started_at_api_s``) narrowed by when the API's watch announced the new agent (``seen_s``).
 """
 
 from __future__ import annotations
@@ -69,12 +70,7 @@ class UpgradeReport:
         return {a.node: (round(a.restarted - self.t0, 3) if a.restarted is not None else None) for a in self.agents}
 
     def _restart_times(self) -> dict[str, float | None]:
-        """The best time of each restart: the watch's sighting (sub-second) when there is one, else the API's."""
-        out: dict[str, float | None] = {}
-        for a in self.agents:
-            at = a.seen if a.seen is not None else a.restarted
-            out[a.node] = None if a.restarted is None and a.seen is None else (at or 0.0) - self.t0
-        return out
+        return self.restarted_s()
 
     def over_gap(self) -> list[PairResult]:
         return [p for p in self.pairs if p.max_gap_ms > round(self.settings.max_gap_s * 1000)]
@@ -134,6 +130,7 @@ class UpgradeReport:
             "agents": [{
                 "node": a.node,
                 "restarted_s": _rel(a.restarted, self.t0),
+                "started_at_api_s": _rel(a.started_api, self.t0),
                 "seen_s": _rel(a.seen, self.t0),
                 "ready_s": _rel(a.ready, self.t0),
                 "pod_before": a.pod_before, "pod_after": a.pod_after,
@@ -265,7 +262,8 @@ class UpgradeReport:
             rows.append((e.at - self.t0, e.node, e.what))
         for a in self.agents:
             if a.restarted is not None:
-                rows.append((a.restarted - self.t0, a.node, "agent container started (API startedAt, to the second)"))
+                rows.append((a.restarted - self.t0, a.node, f"agent restarted ({a.version_before or '?'} -> "
+                             f"{a.version_after or '?'}; API startedAt {_at(_rel(a.started_api, self.t0))})"))
         if self.install_s is not None:
             rows.append((self.install_s, "", "rollout complete"))
         for p in self.pairs:

@@ -61,7 +61,10 @@ class AgentRestart:
 
     node: str
     restarted: float | None
-    """The new agent container's ``startedAt`` from the API; None: the agent did not restart."""
+    """When the agent restarted, best known: its new container's ``startedAt`` (whole seconds, truncated) narrowed
+    by when the API's watch announced the new agent (at most a second later). None: it did not restart."""
+    started_api: float | None
+    """The new container's ``startedAt`` exactly as the API gives it."""
     seen: float | None
     """When the watch first saw the new agent (pod or container)."""
     ready: float | None
@@ -169,7 +172,7 @@ class RolloutWatch:
         self.ready: dict[str, float] = {}
         self.api_errors = 0
         self._pods: dict[str, AgentPod] = {p.uid: p for p in before.values()}
-        self._last: dict[str, AgentPod] = dict(before)
+        self._shown: dict[str, AgentPod] = dict(self._pods)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollout-watch", daemon=True)
@@ -235,36 +238,28 @@ class RolloutWatch:
             self._apply(self.clock())
 
     def _apply(self, now: float) -> None:
-        current: dict[str, list[AgentPod]] = {}
-        for pod in self._pods.values():
-            current.setdefault(pod.node, []).append(pod)
-        for node in sorted(set(current) | set(self._last)):
-            self._compare(node, self._last.get(node), current.get(node, []), now)
-        self._last = {node: _live(found) for node, found in current.items() if found}
-
-    def _compare(self, node: str, last: AgentPod | None, found: list[AgentPod], now: float) -> None:
-        old = self.before.get(node)
-        uids = {p.uid for p in found}
-        if last is not None and last.uid not in uids:
-            self.events.append(Event(now, node, f"agent pod {last.pod} gone"))
-        for pod in found:
-            if last is not None and pod.uid == last.uid:
-                if pod.terminating and not last.terminating:
-                    self.events.append(Event(now, node, f"agent pod {pod.pod} terminating"))
-                if pod.restarts > last.restarts:
-                    self._new(node, now, f"agent container of {pod.pod} restarted ({pod.restarts} restarts)")
-                if pod.ready and not last.ready and self._renewed(old, pod):
-                    self._ready(node, now, pod)
+        """Compare the pods now with the pods last seen (by uid): new agents, gone ones, restarts, readiness."""
+        old_uids = {p.uid for p in self.before.values()}
+        for uid, pod in sorted(self._shown.items(), key=lambda kv: kv[1].node):
+            if uid not in self._pods:
+                self.events.append(Event(now, pod.node, f"agent pod {pod.pod} gone"))
+        for uid, pod in sorted(self._pods.items(), key=lambda kv: kv[1].node):
+            prev = self._shown.get(uid)
+            if prev is None:
+                if uid in old_uids:
+                    continue  # an old pod seen again after an API hiccup
+                self._new(pod.node, now, f"agent pod {pod.pod} started ({pod.version or pod.image or '?'})")
+                if pod.ready:
+                    self._ready(pod.node, now, pod)
                 continue
-            if old is not None and pod.uid == old.uid:
-                continue  # the old pod, seen again after an API hiccup
-            self._new(node, now, f"agent pod {pod.pod} started ({pod.version or pod.image or 'unknown version'})")
-            if pod.ready:
-                self._ready(node, now, pod)
-
-    @staticmethod
-    def _renewed(old: AgentPod | None, pod: AgentPod) -> bool:
-        return old is None or pod.uid != old.uid or pod.restarts > old.restarts
+            if pod.terminating and not prev.terminating:
+                self.events.append(Event(now, pod.node, f"agent pod {pod.pod} terminating"))
+            if pod.restarts > prev.restarts:
+                self._new(pod.node, now, f"agent container of {pod.pod} restarted ({pod.restarts} restarts)")
+            if pod.ready and not prev.ready and (uid not in old_uids or pod.restarts > prev.restarts
+                                                 or pod.node in self.seen):
+                self._ready(pod.node, now, pod)
+        self._shown = dict(self._pods)
 
     def _new(self, node: str, now: float, what: str) -> None:
         self.seen.setdefault(node, now)
@@ -276,10 +271,6 @@ class RolloutWatch:
             self.events.append(Event(now, node, f"agent pod {pod.pod} ready"))
 
 
-def _live(found: list[AgentPod]) -> AgentPod:
-    return next((p for p in found if not p.terminating), found[0])
-
-
 def restarts(before: Mapping[str, AgentPod], after: Mapping[str, AgentPod],
              watch: RolloutWatch | None = None) -> list[AgentRestart]:
     """Per node: whether and when its agent restarted between ``before`` and ``after``."""
@@ -288,10 +279,17 @@ def restarts(before: Mapping[str, AgentPod], after: Mapping[str, AgentPod],
         old, new = before.get(node), after.get(node)
         renewed = new is not None and (old is None or new.uid != old.uid or new.restarts > old.restarts
                                        or new.started != old.started)
-        restarted = (new.started or new.created) if renewed and new is not None else None
+        api = (new.started or new.created) if renewed and new is not None else None
+        seen = watch.seen.get(node) if watch else None
+        if not renewed:
+            restarted = None
+        elif api is None or seen is None:
+            restarted = api if api is not None else seen
+        else:
+            restarted = min(max(seen, api), api + 1.0)
         out.append(AgentRestart(
-            node=node, restarted=restarted,
-            seen=watch.seen.get(node) if watch else None, ready=watch.ready.get(node) if watch else None,
+            node=node, restarted=restarted, started_api=api,
+            seen=seen, ready=watch.ready.get(node) if watch else None,
             pod_before=old.pod if old else None, pod_after=new.pod if new else None,
             version_before=old.version if old else None, version_after=new.version if new else None,
         ))  # fmt: skip
