@@ -301,7 +301,10 @@ class SimServer:
                           "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items})
 
     async def _watch(self, request: web.Request, res: Resource, namespace: str | None) -> web.StreamResponse:
-        """A polling watch: ADDED for what exists, then MODIFIED/ADDED/DELETED as resourceVersions change."""
+        """A polling watch: ADDED for what exists, then MODIFIED/ADDED/DELETED as resourceVersions change. It looks
+        again as soon as anything was written (within ``WATCH_WAKE_S``; a real API server pushes each change at
+        once, and ``cilium-labs upgrade`` times agent restarts by it), and every ``WATCH_POLL_S`` for what time
+        alone changes."""
         timeout = float(request.query.get("timeoutSeconds", "60"))
         resp = web.StreamResponse(headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
         await resp.prepare(request)
@@ -324,7 +327,9 @@ class SimServer:
                 await resp.write((json.dumps({"type": kind, "object": obj}) + "\n").encode())
             if time.monotonic() >= deadline or (request.transport is None or request.transport.is_closing()):
                 break
-            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            revision, due = self.cluster.revision, time.monotonic() + WATCH_POLL_S
+            while self.cluster.revision == revision and time.monotonic() < min(due, deadline):
+                await asyncio.sleep(WATCH_WAKE_S)
         await resp.write_eof()
         return resp
 
@@ -591,6 +596,8 @@ def _go_list(argv: list[str]) -> str:
 _SLEEP = re.compile(r"^\d+(\.\d+)?$")
 
 
+WATCH_POLL_S = 0.2
+WATCH_WAKE_S = 0.02
 _STDIN_COMMANDS = frozenset({"cat", "seq"})
 """Coreutils every image here has (the agent's Ubuntu image and the test pods alike) that the simulator answers the
 same in any container: ``cat`` echoes stdin (what ``kubectl exec -i ... -- cat`` scripts lean on), ``seq`` prints as
