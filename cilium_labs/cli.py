@@ -502,6 +502,7 @@ _AREA_COMMANDS = {
     "cilium_labs.commands.sim": ("command",),
     "cilium_labs.commands.preflight": ("command",),
     "cilium_labs.commands.gcp": ("command",),
+    "cilium_labs.commands.upgrade": ("command",),
 }
 
 
