@@ -45,7 +45,7 @@ def duration(text: str, option: str) -> float:
 @click.option("--max-gap", default="1s", show_default=True,
               help="The longest any node pair may go without answers before the upgrade fails.")
 @click.option("--probe-interval", default="100ms", show_default=True, help="How often every pair is probed.")
-@click.option("--probe-timeout", default="500ms", show_default=True,
+@click.option("--probe-timeout", default="800ms", show_default=True,
               help="A probe not answered within this failed (keep it under 1s, the kernel's SYN resend time).")
 @click.option("--settle", default="5s", show_default=True, help="How long to keep probing after the rollout.")
 @click.option("--timeout", "timeout", default="10m", show_default=True, help="For the install step and rollout.")

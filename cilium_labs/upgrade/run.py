@@ -46,9 +46,10 @@ class UpgradeOptions:
     max_gap_s: float = 1.0
     """The longest time any pair may go without answers."""
     probe_interval_s: float = 0.1
-    probe_timeout_s: float = 0.5
+    probe_timeout_s: float = 0.8
     """A probe not answered within this failed. Keep it under 1 s: the kernel resends a lost SYN after 1 s
-    (TCP_TIMEOUT_INIT), so a longer timeout lets a connection attempt that was dropped count as answered."""
+    (TCP_TIMEOUT_INIT), so a longer timeout lets a connection attempt that was dropped count as answered. Not much
+    lower either: a busy node (agents compiling their datapath) can hold a process back for hundreds of ms."""
     break_after_s: float = 10.0
     """A long-lived exchange without an answer for this long counts as a broken connection."""
     warmup_s: float = 2.0

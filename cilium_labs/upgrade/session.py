@@ -55,7 +55,7 @@ class ProbeError(CiliumLabsError):
 @attrs.frozen
 class ProbeSettings:
     interval_s: float = 0.1
-    timeout_s: float = 0.5
+    timeout_s: float = 0.8
     break_after_s: float = 10.0
     """A long-lived exchange with no answer for this long counts as a broken connection."""
 
