@@ -143,8 +143,8 @@ def test_a_server_that_goes_and_comes_back(echo: Echo, tmp_path: Path) -> None:
         echo.stop()
         gone["at"] = time.time()
         time.sleep(0.5)
-        echo.start()
         gone["back"] = time.time()
+        echo.start()
 
     targets = [Target(POD, "b", "127.0.0.1", echo.port, "echo-a"), Target(LONG_LIVED, "b", "127.0.0.1", echo.port)]
     out, _ = run(targets, tmp_path, 2.0, during=outage)
@@ -152,7 +152,7 @@ def test_a_server_that_goes_and_comes_back(echo: Echo, tmp_path: Path) -> None:
     failed = [p for p in pods if p.status != "ok"]
     # refused once the listening socket is gone; closed or never answered when caught in its last moments
     assert failed and "connect" in {p.status for p in failed} <= {"connect", "write", "closed", "timeout", "pending"}
-    assert all(gone["at"] - 0.06 <= p.sent <= gone["back"] + 0.06 for p in failed)
+    assert all(gone["at"] - 0.06 <= p.sent <= gone["back"] + 0.1 for p in failed)
     assert [b.status for b in out.breaks] == ["closed"] and out.breaks[0].at >= gone["at"]
     opened = [c for c in out.connects if c[3]]
     assert len(opened) == 2 and opened[1][2] >= gone["back"]  # tried every interval, opened once it is back
