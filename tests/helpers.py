@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,3 +41,24 @@ class FakeClock:
 
     def sleep(self, s: float) -> None:
         self.now += s
+
+
+def needs_root_and(tools: tuple[str, ...], hint: str) -> str | None:
+    """Why tests that build network namespaces cannot run here (not root, a tool missing), or None."""
+    if os.geteuid() != 0:
+        return "needs root: network namespaces, VXLAN devices and nftables"
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return f"needs {', '.join(missing)} ({hint})"
+    return None
+
+
+def mark_folder(items: list[pytest.Item], folder: str, skip_reason: str | None) -> None:
+    """Mark every collected test under ``folder`` as an integration test that needs root, skipped with the
+    reason when there is one."""
+    for item in items:
+        if str(item.fspath).startswith(folder):
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.root)
+            if skip_reason:
+                item.add_marker(pytest.mark.skip(reason=skip_reason))

@@ -8,34 +8,22 @@ session (after being removed, so the machine is clean either way).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from cilium_labs.sim import netns
+from tests.helpers import mark_folder, needs_root_and
 
 NEEDS = ("ip", "nft", "tcpdump", "ping", "curl")
 
 
 def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: network namespaces, VXLAN devices and nftables"
-    missing = [t for t in NEEDS if shutil.which(t) is None]
-    if missing:
-        return f"needs {', '.join(missing)} (apt-get install iproute2 nftables tcpdump iputils-ping curl)"
-    return None
+    return needs_root_and(NEEDS, "apt-get install iproute2 nftables tcpdump iputils-ping curl")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = _why_not()
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.root)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    mark_folder(items, os.path.dirname(__file__), _why_not())
 
 
 @pytest.fixture(scope="session", autouse=True)

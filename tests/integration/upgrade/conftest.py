@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from cilium_labs.sim import netns
+from tests.helpers import mark_folder, needs_root_and
 
 PREFIX = netns.lab_prefix("upg")
 NEEDS = ("ip", "nft", "bash")
 
 
 def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: network namespaces, VXLAN devices and nftables"
-    missing = [t for t in NEEDS if shutil.which(t) is None]
-    if missing:
-        return f"needs {', '.join(missing)} (apt-get install iproute2 nftables bash)"
+    why = needs_root_and(NEEDS, "apt-get install iproute2 nftables bash")
+    if why:
+        return why
     res = subprocess.run(["bash", "-c", "echo ${EPOCHREALTIME:-}"], capture_output=True, text=True, check=False)
     if not res.stdout.strip():
         return "needs bash 5 (the prober's $EPOCHREALTIME)"
@@ -33,14 +31,7 @@ def _why_not() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = _why_not()
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.root)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    mark_folder(items, os.path.dirname(__file__), _why_not())
 
 
 @pytest.fixture(scope="session", autouse=True)
