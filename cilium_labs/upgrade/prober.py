@@ -49,6 +49,9 @@ trap '' PIPE
 if [[ -z ${EPOCHREALTIME:-} ]]; then
   echo "F bash ${BASH_VERSION:-unknown} has no EPOCHREALTIME (bash 5 needed)"; exit 3
 fi
+if [[ $( { exec 3<>/dev/tcp/127.0.0.1/1; } 2>&1 ) == *"No such file"* ]]; then
+  echo "F bash ${BASH_VERSION} was built without /dev/tcp (--enable-net-redirections)"; exit 3
+fi
 iv=$(( $1 * 1000 )) tmo=$(( $2 * 1000 )) dl=$(( $3 * 1000 )) stop=$4 brk=$(( $5 * 1000 ))
 shift 5
 printf -v tmo_s '%d.%06d' $(( tmo / 1000000 )) $(( tmo % 1000000 ))
