@@ -40,6 +40,9 @@ INSTALL_HINTS: dict[str, str] = {
     "ip": "install iproute2: apt-get install iproute2",
     "tcpdump": "install tcpdump: apt-get install tcpdump",
     "kubectl": "install kubectl: https://kubernetes.io/docs/tasks/tools/",
+    "go": "install Go >= 1.26 (https://go.dev/dl/); the local backend builds its programs through the Go module proxy",
+    "nsenter": "install util-linux: apt-get install util-linux",
+    "clang": "install clang >= 18: apt-get install clang-19 llvm-19 (the Cilium agent compiles its datapath with it)",
 }
 
 _SECRET_FLAGS = {"--token", "--password", "--certificate-key", "--discovery-token-ca-cert-hash", "--client-key"}

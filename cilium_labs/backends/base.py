@@ -188,6 +188,24 @@ class PreloadCiliumImages(Protocol):
 
 
 @runtime_checkable
+class ProvidesCilium(Protocol):
+    """A backend that brings its own Cilium chart and Helm, and values its nodes need (local: the chart of the
+    Cilium module its agents were built from, a Helm built from the Go proxy, no Envoy)."""
+
+    def chart(self) -> str:
+        """A chart directory, used when the spec names none."""
+        ...
+
+    def helm(self) -> str:
+        """Path of the helm program to run."""
+        ...
+
+    def backend_values(self) -> dict[str, Any]:
+        """Values merged under the spec's own ``helm_values`` (the user still wins)."""
+        ...
+
+
+@runtime_checkable
 class RecommendsMtu(Protocol):
     """A backend whose underlay MTU is known (GCE: 1460), so the installer sets Cilium's ``MTU`` instead of
     trusting auto-detection; a spec with its own ``mtu`` wins."""
