@@ -106,7 +106,9 @@ def build_spec(opts: dict[str, Any]) -> LabSpec:
     if opts.get("cilium_image"):
         sections.setdefault("kind", {})["cilium_image"] = opts["cilium_image"]
     if opts.get("faults"):
-        sections.setdefault("sim", {})["faults"] = list(opts["faults"])
+        # faults belong to the backend that injects them: the simulator's lies, or the local backend's real ones
+        where = "local" if (opts.get("backend") or base.backend) == "local" else "sim"
+        sections.setdefault(where, {})["faults"] = list(opts["faults"])
     if opts.get("exec_latency") is not None:
         sections.setdefault("sim", {})["exec_latency_ms"] = opts["exec_latency"]
     if opts.get("datapath"):
@@ -148,7 +150,9 @@ def lab_options(func: F) -> F:
         click.option("--gcp-project", help="GCP project (gcp backend)."),
         click.option("--ttl", type=float, help="Hours until the lab counts as expired (gcp backend)."),
         click.option("--cilium-image", help="A locally built agent image to load (kind backend)."),
-        click.option("--fault", "faults", multiple=True, help="Inject a fault (sim backend), e.g. agent-down:NODE."),
+        click.option("--fault", "faults", multiple=True,
+                     help="Inject a fault: sim (agent-down:NODE, ...) or local (agent-stop:NODE, "
+                          "vxlan-blocked:NODE:PEER, route-deleted:NODE:PEER, ciliumnode-deleted:NODE)."),
         click.option("--exec-latency", type=float, help="Simulated exec latency in ms (sim backend)."),
         click.option("--datapath", type=click.Choice(["api", "netns"]), help="Simulator datapath (sim backend)."),
         click.option("--state-dir", type=click.Path(file_okay=False), help="State folder (default XDG state)."),
@@ -502,6 +506,7 @@ _AREA_COMMANDS = {
     "cilium_labs.commands.sim": ("command",),
     "cilium_labs.commands.preflight": ("command",),
     "cilium_labs.commands.gcp": ("command",),
+    "cilium_labs.commands.local": ("command",),
 }
 
 

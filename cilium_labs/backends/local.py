@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _run
-from ..errors import BackendError, CiliumLabsError, PreflightError, UsageError
+from ..errors import BackendError, PreflightError, UsageError
 from ..spec import LabSpec, dumps
 from .base import Backend, ExecResult, Node, Plan, Progress, _silent
 
@@ -52,7 +52,10 @@ class LocalBackend(Backend):
 
     name = "local"
     tools = TOOLS
-    converge_timeout_s = 120.0
+    converge_timeout_s = 300.0
+    """From 1.17 ``cilium-health status --probe`` returns the last probe's report (pkg/health/server/server.go
+    ``FetchStatusResponse``), and a peer probed before its agent was up stays failed until the next probe of
+    the interval (about two minutes on a 3-node 1.19.4 lab): a real cluster needs that long to converge."""
 
     def __init__(self, spec: LabSpec, state_dir: Path, *, progress: Progress = _silent) -> None:
         super().__init__(spec, state_dir, progress=progress)
@@ -207,19 +210,39 @@ class LocalBackend(Backend):
         if _run.pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
-    def force_down(self) -> list[str]:
-        """Whatever of this lab is still there after its supervisor died: the lab's namespaces and what runs in
-        them, control-plane processes started for this lab's folder, bpffs mounts, cgroups. Returns what is
-        left (empty when all is gone)."""
+    @classmethod
+    def recognises(cls, state_dir: Path) -> bool:
+        from ..local.supervisor import LOG_FILE, STATE_FILE
+
+        return any((state_dir / f).exists() for f in (SPEC_FILE, STATE_FILE, LOG_FILE))
+
+    def force_down(self) -> None:
+        """Whatever of this lab is still there, trusting no recorded pid: every process whose command line
+        names the lab's folder (the supervisor, the control plane), the lab's namespaces and what runs in them
+        (the agents, the pods), its bpffs mounts and cgroups."""
         from ..local import supervisor
 
-        folder = str(self.state_dir.resolve())
-        for pid, cmdline in _processes_mentioning(folder):
+        for pid, cmd in _processes_mentioning(str(self.state_dir.resolve())):
+            self.progress(f"stopping pid {pid} ({cmd[:80]})")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
-        return supervisor.teardown(self.spec.name, self.state_dir)
+        left = supervisor.teardown(self.spec.name, self.state_dir)
+        if left:
+            raise BackendError("could not remove: " + "; ".join(left), fix="see `mount`, `ip netns list`")
+
+    def leftovers(self) -> list[str]:
+        from ..local import supervisor, topology
+
+        left = [f"pid {pid}: {cmd[:100]}" for pid, cmd in _processes_mentioning(str(self.state_dir.resolve()))]
+        if os.geteuid() == 0 and _run.which("ip") is not None:
+            left += [f"network namespace {n}" for n in topology.namespaces(self.spec.name)]
+        left += [f"mount {m}" for m in supervisor.mounts_under(self.state_dir)]
+        cg = topology.lab_cgroup(self.spec.name) if _has_cgroup2() else None
+        if cg is not None and cg.exists():
+            left.append(f"cgroup {cg}")
+        return left
 
     def is_up(self) -> bool:
         srv = self._read_server()
@@ -344,5 +367,11 @@ def _processes_mentioning(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _unused(_: CiliumLabsError) -> None:
-    return None
+def _has_cgroup2() -> bool:
+    from ..local import topology
+
+    try:
+        topology.cgroup2_root()
+    except PreflightError:
+        return False
+    return True

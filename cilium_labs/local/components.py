@@ -105,6 +105,8 @@ KUBERNETES = Component(
         Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
         Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
         Binary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
+        # run on every node of a lab without kube-proxy replacement, where a real node would run it
+        Binary("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
         # the e2e suite's test image program (test/images/agnhost): the workload's echo server and client
         Binary("agnhost", "k8s.io/kubernetes/test/images/agnhost"),
     ),

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -68,6 +69,9 @@ class ContainerSpec:
     """A cgroup v2 directory to join before exec (its ``cgroup.procs``)."""
     mounts: tuple[Mount, ...] = ()
     workdir: str = "/"
+    hostname: str = ""
+    """Given, the container gets a UTS namespace of its own with this host name (the kubelet's: the pod's name,
+    or the node's for a ``hostNetwork`` pod); empty keeps the caller's."""
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), indent=1, sort_keys=True)
@@ -216,6 +220,10 @@ def enter(spec: ContainerSpec) -> None:
         Path(spec.cgroup, "cgroup.procs").write_text(str(os.getpid()))
     if spec.netns:
         setns(spec.netns, CLONE_NEWNET)
+    if spec.hostname:
+        unshare(CLONE_NEWUTS)
+        name = spec.hostname.encode()
+        _check(_libc.sethostname(name, len(name)), "sethostname")
     unshare(CLONE_NEWNS)
     mount("", "/", None, MS_REC | MS_SLAVE)  # nothing we mount reaches the host; host unmounts still reach us
     _build_root(spec)

@@ -98,6 +98,7 @@ USERS = {
     "kube-controller-manager": ("system:masters",),
     "kube-scheduler": ("system:masters",),
     "kwok": ("system:masters",),
+    "system:kube-proxy": ("system:node-proxier",),
     "cilium-labs-runtime": ("system:masters",),
 }
 
@@ -244,6 +245,21 @@ def kwok_argv(binary: Path, files: Files, ep: Endpoints) -> list[str]:
     ]
 
 
+def kube_proxy_argv(binary: Path, files: Files, node: str, *, cluster_cidrs: str) -> list[str]:
+    """kube-proxy of one node, run inside the node's namespace (``ip netns exec``) with the kubeadm user
+    ``system:kube-proxy`` in ``system:node-proxier`` (the RBAC kubeadm binds). nftables mode: the host's ``nft``
+    programs the node namespace's own tables."""
+    return [
+        str(binary),
+        f"--kubeconfig={files.kubeconfig('system:kube-proxy')}",
+        f"--hostname-override={node}",
+        "--proxy-mode=nftables",
+        f"--cluster-cidr={cluster_cidrs}",
+        # healthz (10256) and metrics (10249) keep their default ports: each kube-proxy has its node's namespace
+        "--v=1",
+    ]
+
+
 def kwok_config(stages: list[dict[str, Any]]) -> str:
     """KWOK's configuration: only node stages, so KWOK keeps Nodes Ready and leases fresh and never touches a
     pod (it warns "No pod stages found" and leaves pods to the runtime, which runs them for real)."""
@@ -258,3 +274,18 @@ def kwok_config(stages: list[dict[str, Any]]) -> str:
                                    "options": options}]
     docs += stages
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def kube_proxy_argv(binary: Path, files: Files, node: str, *, cluster_cidrs: str) -> list[str]:
+    """kube-proxy of one node, run inside the node's namespace (``ip netns exec``) with the kubeadm user
+    ``system:kube-proxy`` in ``system:node-proxier`` (the RBAC kubeadm binds). nftables mode: the host's ``nft``
+    programs the node namespace's own tables."""
+    return [
+        str(binary),
+        f"--kubeconfig={files.kubeconfig('system:kube-proxy')}",
+        f"--hostname-override={node}",
+        "--proxy-mode=nftables",
+        f"--cluster-cidr={cluster_cidrs}",
+        # healthz (10256) and metrics (10249) keep their default ports: each kube-proxy has its node's namespace
+        "--v=1",
+    ]

@@ -439,7 +439,8 @@ class Runtime:
         cgroup = node.cgroup if st.host_network else topology.ensure_cgroup(
             topology.pod_cgroup(self.lab, node.name, st.uid))
         cspec = ContainerSpec(argv=tuple(argv), env=env, netns=topology.netns_path(st.netns),
-                              cgroup=str(cgroup), mounts=tuple(mounts), workdir=str(c.get("workingDir") or "/"))
+                              cgroup=str(cgroup), mounts=tuple(mounts), workdir=str(c.get("workingDir") or "/"),
+                              hostname=_hostname(pod, node.name if st.host_network else st.name))
         spec_path = st.dir / f"{proc.name}.container.json"
         spec_path.write_text(cspec.to_json())
         spec_path.chmod(0o600)
@@ -761,6 +762,15 @@ class Runtime:
 
     def start_agent(self, node: str) -> None:
         self.stopped_agents.discard(node)
+
+
+def _hostname(pod: Mapping[str, Any], default: str) -> str:
+    """The kubelet's pod host name: ``spec.hostname`` when set, else the pod's name (the node's for
+    ``hostNetwork``), cut to 63 characters (pkg/kubelet/kubelet_pods.go GeneratePodHostNameAndDomain)."""
+    spec = pod.get("spec", {})
+    if spec.get("hostNetwork"):
+        return default[:63]
+    return str(spec.get("hostname") or default)[:63].rstrip("-.")
 
 
 def _refresh(folder: Path, files: Mapping[str, bytes], mode: int = 0o644) -> None:

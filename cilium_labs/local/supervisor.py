@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,10 +125,10 @@ class Supervisor:
     # -- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         built = {c.name: build.require(c) for c in components.all_for(self.spec.cilium_version)}
+        fresh_start(self.lab, self.state_dir)
         self.progress("creating the node namespaces")
         names = [n for n, _ in self.spec.node_names()]
         nets = topology.plan_nodes(names, self.spec.families)
-        topology.destroy(self.lab)  # a crashed run's leftovers of the same lab name
         topology.create(self.lab, nets)
         self.nodes = [self._node(n) for n in nets]
         self._save(nodes=[{"name": n.name, "netns": n.netns, "ips": list(n.ips)} for n in self.nodes],
@@ -165,6 +166,11 @@ class Supervisor:
         self._wait_pod_cidrs()
         self.bridge = ApiBridge([n.netns_path for n in self.nodes], endpoints.apiserver)
         self.bridge.start()
+        if not self.spec.kube_proxy_replacement:
+            self.progress("starting kube-proxy on every node (no kube-proxy replacement)")
+            for node in self.nodes:
+                self._child(f"kube-proxy-{node.name}", ["ip", "netns", "exec", node.netns, *controlplane.kube_proxy_argv(
+                    k8s.path("kube-proxy"), self.files, node.name, cluster_cidrs=",".join(self.spec.pod_cidrs))])
         cil = built["cilium"]
         src = build.local_root() / "src" / cil.component.key
         tools = images.tools_dir(self.state_dir)
@@ -291,6 +297,17 @@ class Supervisor:
             child.stop()
         teardown(self.lab, self.state_dir)
         self._save(phase="stopped")
+
+
+WORK_DIRS = ("etcd", "pki", "pods", "nodes", "logs", "shim", "image-cilium", "tools")
+"""What a run of the supervisor makes in the lab folder; a new ``up`` starts from none of it (an old etcd would
+bring back the last lab's pods, signed by a key that no longer exists)."""
+
+
+def fresh_start(lab: str, state_dir: Path) -> None:
+    teardown(lab, state_dir)
+    for name in WORK_DIRS:
+        shutil.rmtree(state_dir / name, ignore_errors=True)
 
 
 def teardown(lab: str, state_dir: Path) -> list[str]:
