@@ -256,6 +256,9 @@ def kube_proxy_argv(binary: Path, files: Files, node: str, *, cluster_cidrs: str
         "--proxy-mode=nftables",
         f"--cluster-cidr={cluster_cidrs}",
         # healthz (10256) and metrics (10249) keep their default ports: each kube-proxy has its node's namespace
+        # nf_conntrack_max is the initial namespace's only ("permission denied" in a node's): leave it, as kind
+        # does for its node containers (kubeadm config conntrack.maxPerCore: 0)
+        "--conntrack-max-per-core=0",
         "--v=1",
     ]
 
@@ -287,5 +290,8 @@ def kube_proxy_argv(binary: Path, files: Files, node: str, *, cluster_cidrs: str
         "--proxy-mode=nftables",
         f"--cluster-cidr={cluster_cidrs}",
         # healthz (10256) and metrics (10249) keep their default ports: each kube-proxy has its node's namespace
+        # nf_conntrack_max is the initial namespace's only ("permission denied" in a node's): leave it, as kind
+        # does for its node containers (kubeadm config conntrack.maxPerCore: 0)
+        "--conntrack-max-per-core=0",
         "--v=1",
     ]

@@ -66,6 +66,8 @@ class Child:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
 
     def start(self, env: dict[str, str] | None = None) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,9 +280,16 @@ class Supervisor:
         try:
             while not self.stop_event.is_set():
                 for child in self.children:
-                    if not child.alive():
+                    if child.alive():
+                        continue
+                    if child.next_start == 0.0:
                         log.error("%s exited: %s", child.name, child.tail())
-                        child.start()  # a control-plane process that died is restarted, as systemd would
+                        child.next_start = time.monotonic() + min(30.0, 2.0 ** min(child.restarts, 5))
+                    elif time.monotonic() >= child.next_start:
+                        # a control-plane process that died is restarted with a back-off, as systemd would
+                        child.restarts += 1
+                        child.next_start = 0.0
+                        child.start()
                 self.runtime.sync_safe()
                 self.stop_event.wait(0.5)
         finally:
