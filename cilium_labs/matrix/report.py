@@ -28,6 +28,8 @@ FINDINGS_PER_CELL = 10
 """The table lists this many findings per failed cell; ``-o json`` has them all."""
 AXIS_HEADERS = {"cilium_version": "cilium", "tunnel_protocol": "tunnel", "ip_family": "family",
                 "kube_proxy_replacement": "kpr", "k8s_version": "k8s"}  # fmt: skip
+CHECK_HEADERS = {"connectivity": "connect", "encapsulation": "encap"}
+"""Column headers no wider than the words under them; JSON and JUnit use the full names."""
 _STATUS_STYLE = {"passed": "green", "failed": "bold red", "error": "bold red", "skipped": "yellow",
                  "cancelled": "magenta", "not-run": "dim"}  # fmt: skip
 _OUTCOME_STYLE = {"passed": "green", "failed": "bold red", "error": "red", "skipped": "yellow", "not-run": "dim"}
@@ -77,12 +79,12 @@ def render_table(result: MatrixResult, console: Console) -> None:
     if fixed:
         title += " (" + ", ".join(f"{AXIS_HEADERS.get(a, a)} {v}" for a, v in fixed.items()) + ")"
     console.print(Text(title, style="bold"))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     table.add_column("#", justify="right", no_wrap=True)
     for a in varying:
         table.add_column(AXIS_HEADERS.get(a, BOOL_LABELS.get(a, a)), no_wrap=True)
     for check in checks:
-        table.add_column(check, no_wrap=True)
+        table.add_column(CHECK_HEADERS.get(check, check), no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     for c in result.cells:
@@ -123,7 +125,12 @@ def _render_findings(result: MatrixResult, console: Console) -> None:
 
 
 def _render_reasons(result: MatrixResult, console: Console) -> None:
+    """Why each cell did not pass, one line each; the cells never started share one line per reason."""
+    not_run: dict[str, list[str]] = {}
     for c in result.cells:
+        if c.status == "not-run":
+            not_run.setdefault(c.reason or "stopped", []).append(f"#{c.cell.index}")
+            continue
         if c.status in ("passed",) or (c.status == "failed" and not c.reason):
             continue
         line = Text.assemble((f"#{c.cell.index} ", "bold"), f"{c.cell.name}: ",
@@ -132,6 +139,9 @@ def _render_reasons(result: MatrixResult, console: Console) -> None:
         if c.log and c.status in ("error", "failed", "cancelled"):
             line.append(f" (log: {c.log})", style="dim")
         console.print(line)
+    for reason, indexes in not_run.items():
+        console.print(Text.assemble((", ".join(indexes), "bold"), " ", ("not run", _STATUS_STYLE["not-run"]),
+                                    f": {reason}"))  # fmt: skip
 
 
 # -- JUnit ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ A cell ends in one of these states, and only ``passed`` is a pass:
   unless ``--keep`` said otherwise;
 - ``not-run``: it never started, because the matrix was stopped first.
 
-Per check, the table, the JSON summary and JUnit all read ``outcome()``, so their counts cannot disagree.
+Per check, the table, the JSON summary and JUnit all read ``outcome()``, so their counts cannot disagree: a
+cell's check passed, failed (with its finding count), was skipped (by the check, or the whole cell), was not
+run (the cell was cancelled or never started), or could not run because the cell's lab errored.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class CellResult:
             return ("passed", 0) if found.ok else ("failed", len(found.findings))
         if self.status == "skipped":
             return "skipped", 0
-        if self.status == "not-run":
+        if self.status in ("not-run", "cancelled"):
             return "not-run", 0
         return "error", 0
 
