@@ -76,7 +76,8 @@ def test_ctrl_c_raises_matrix_interrupted_with_every_cell(tmp_path: Path) -> Non
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     with pytest.raises(MatrixInterrupted) as caught:
-        matrix(base=LabSpec(backend="sim"), axes={"cilium_version": "1.18.12,1.20.0", "tunnel_protocol": "vxlan,geneve"},
+        matrix(base=LabSpec(backend="sim"),
+               axes={"cilium_version": "1.18.12,1.20.0", "tunnel_protocol": "vxlan,geneve"},
                parallel=2, launcher=lambda cell: Instant(cell, seconds=30), state_dir=tmp_path)
     result = caught.value.result
     assert isinstance(caught.value, KeyboardInterrupt)

@@ -82,7 +82,8 @@ class Tracker:
 
 def _cells(n_versions: int = 3, **more: str) -> list[Cell]:
     versions = ",".join(["1.16.19", "1.18.12", "1.20.0"][:n_versions])
-    return build(LabSpec(backend="sim"), {"cilium_version": versions, "tunnel_protocol": "vxlan,geneve", **more}).cells()
+    axes = {"cilium_version": versions, "tunnel_protocol": "vxlan,geneve", **more}
+    return build(LabSpec(backend="sim"), axes).cells()
 
 
 def test_cells_run_parallel_at_a_time_and_all_finish() -> None:
