@@ -102,7 +102,7 @@ def render_table(result: MatrixResult, console: Console) -> None:
         console.print(f"excluded by the matrix: {len(result.excluded)} combination(s): "
                       + "; ".join(" ".join(_axis_text(k, v) for k, v in e.items()) for e in result.excluded))
     for name in result.kept():
-        console.print(f"kept lab {name}: remove it with `cilium-labs down {name}`")
+        console.print(f"kept lab {name}: remove it with `cilium-labs down {name}`", soft_wrap=True)
     console.print(Text("PASSED" if result.ok else "FAILED", style="bold green" if result.ok else "bold red"))
 
 
@@ -138,10 +138,10 @@ def _render_reasons(result: MatrixResult, console: Console) -> None:
                              f": {c.reason}" if c.reason else "")  # fmt: skip
         if c.log and c.status in ("error", "failed", "cancelled"):
             line.append(f" (log: {c.log})", style="dim")
-        console.print(line)
+        console.print(line, soft_wrap=True)  # paths and commands stay whole, to copy and paste
     for reason, indexes in not_run.items():
         console.print(Text.assemble((", ".join(indexes), "bold"), " ", ("not run", _STATUS_STYLE["not-run"]),
-                                    f": {reason}"))  # fmt: skip
+                                    f": {reason}"), soft_wrap=True)  # fmt: skip
 
 
 # -- JUnit ---------------------------------------------------------------------------------------------------

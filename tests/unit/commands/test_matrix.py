@@ -5,6 +5,7 @@ reports what its spec asks for); ``tests/integration/test_matrix_sim.py`` runs r
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from cilium_labs.matrix.plan import Cell
 from cilium_labs.matrix.result import CellResult
 from cilium_labs.report import Report
 
+ROW = re.compile(r"^\s*\d+\s+\d+\.\d+\.\d+\s")
+"""A cell's row in the table: its index, then its Cilium version."""
 ISSUE = ["--backend", "sim", "--cilium-version", "1.16.19,1.18.12,1.20.0", "--tunnel-protocol", "vxlan,geneve",
          "--ip-family", "ipv4,dual"]  # fmt: skip
 
@@ -75,7 +78,7 @@ def test_the_issue_matrix_passes_in_one_table_of_at_most_120_columns(
     assert code == 0, err
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 120
-    rows = [line for line in lines if line.strip()[:2].strip().isdigit()]
+    rows = [line for line in lines if ROW.match(line)]
     assert len(rows) == 12 and all("passed" in r for r in rows)
     assert lines[-1].strip() == "PASSED"
     assert "12 cells, 2 at a time" in err
@@ -108,7 +111,7 @@ def test_a_file_fault_fails_exactly_that_cell_and_keeps_only_its_lab(
     code, out, _ = run_main(["matrix", "--file", str(f), "--keep", "on-failure", "--junit-file", str(junit)], capsys)
     assert code == 1
     assert jobs[0]["keep"] == "on-failure"
-    rows = [line for line in out.splitlines() if line.strip()[:2].strip().isdigit()]
+    rows = [line for line in out.splitlines() if ROW.match(line)]
     failed = [r for r in rows if "FAILED" in r]
     assert len(failed) == 1 and failed[0].split()[:4] == ["12", "1.20.0", "geneve", "dual"]
     assert "tunnel-missing" in out
