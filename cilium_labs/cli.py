@@ -11,10 +11,8 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -28,12 +26,15 @@ from . import spec as spec_mod
 from ._console import table_console
 from ._merge import deep_merge
 from ._run import which
+from ._signals import sigterm_as_interrupt as _terminate_on_sigterm
 from .backends import get as get_backend
 from .backends import registered
 from .errors import CiliumLabsError, UsageError
 from .lab import KEEP_CHOICES, Lab
+from .lock import holder as lock_holder
 from .spec import LabSpec
-from .state import StateStore
+from .state import LabState, StateStore
+from .validate import validate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -223,12 +224,11 @@ def _open_lab(name: str | None, opts: dict[str, Any]) -> Lab:
 def up(reuse: bool, **opts: Any) -> None:
     """Create the lab's nodes and cluster (no Cilium yet); the lab stays up until `down`."""
     lab = _make_lab(opts, keep_default="always", reuse=reuse)
-    with _terminate_on_sigterm():
+    with _terminate_on_sigterm(), lab.hold():
         try:
             lab.up()
-        except BaseException:
-            if (opts.get("keep") or "never") != "always":
-                lab._finish(sys.exc_info()[1])
+        except BaseException as exc:
+            lab.finish(exc)  # tears down (per --keep) only what this up created; a refusal touches nothing
             raise
     _progress(f"lab {lab.spec.name} is up; kubeconfig: {lab.backend.kubeconfig()}")
 
@@ -236,28 +236,49 @@ def up(reuse: bool, **opts: Any) -> None:
 @cli.command()
 @click.argument("lab_name", metavar="[NAME]", required=False)
 @lab_options
-def down(lab_name: str | None, **opts: Any) -> None:
-    """Destroy a lab (by NAME, or --name/--spec) and forget it."""
-    lab = _open_lab(lab_name, opts)
+@click.option("--force", is_flag=True,
+              help="Remove whatever the lab's backend finds by the lab's name and labels, even with a damaged or "
+                   "wrong record (add --backend when the record no longer says which).")
+@click.option("--keep-artifacts", is_flag=True, help="Keep the lab folder's artifacts/ (logs of failed runs).")
+def down(lab_name: str | None, force: bool, keep_artifacts: bool, **opts: Any) -> None:
+    """Destroy a lab (by NAME, or --name/--spec), forget it and remove its files."""
+    name = lab_name or opts.get("name") or build_spec(opts).name
     with _terminate_on_sigterm():
-        lab.down()
-    _progress(f"lab {lab.spec.name} is gone")
+        if force:
+            Lab.force_down(name, state_dir=opts.get("state_dir"), backend=opts.get("backend"),
+                           keep_artifacts=keep_artifacts, progress=_progress)
+        else:
+            _open_lab(name, opts).down(keep_artifacts=keep_artifacts)
+    _progress(f"lab {name} is gone")
 
 
 @cli.command("list")
 @output_option
 @click.option("--state-dir", type=click.Path(file_okay=False), help="State folder.")
 def list_cmd(output: str, state_dir: str | None) -> None:
-    """Labs recorded in the state folder."""
-    labs = StateStore(state_dir).all()
+    """Labs recorded in the state folder; a damaged record is listed as unreadable, with the reason."""
+    store = StateStore(state_dir)
+    rows: list[dict[str, Any]] = []
+    for s in Lab.survey(state_dir):
+        held = lock_holder(store.root, s.name)
+        row: dict[str, Any] = {"name": s.name, "busy": held.describe() if held else None}
+        if isinstance(s, LabState):
+            row.update(backend=s.backend, phase=s.phase, kubeconfig=s.kubeconfig, cilium=s.cilium_installed,
+                       created_at=s.created_at, error=s.last_error)
+        else:
+            row.update(backend=s.backend, phase="unreadable", kubeconfig=None, cilium=None, created_at=None,
+                       error=f"{s.reason} (fix: cilium-labs down {s.name} --force)")
+        rows.append(row)
     if output == "json":
-        _emit_json([{"name": s.name, "backend": s.backend, "phase": s.phase, "kubeconfig": s.kubeconfig,
-                     "cilium": s.cilium_installed, "created_at": s.created_at} for s in labs])
+        _emit_json(rows)
         return
     table = Table("NAME", "BACKEND", "PHASE", "CILIUM", "KUBECONFIG")
-    for s in labs:
-        table.add_row(s.name, s.backend, s.phase, s.cilium_installed or "-", s.kubeconfig or "-")
-    out_console.print(table if labs else "no labs")
+    for r in rows:
+        phase = r["phase"] if r["phase"] != "unreadable" else f"unreadable: {r['error']}"
+        if r["busy"]:
+            phase += f" (busy: {r['busy']})"
+        table.add_row(r["name"], r["backend"] or "?", phase, r["cilium"] or "-", r["kubeconfig"] or "-")
+    out_console.print(table if rows else "no labs")
 
 
 @cli.command()
@@ -275,9 +296,11 @@ def status(lab_name: str | None, output: str, **opts: Any) -> None:
         _emit_json({"name": state.name, "backend": state.backend, "phase": state.phase, "up": alive,
                     "cilium": state.cilium_installed, "kubeconfig": state.kubeconfig, "last_error": state.last_error,
                     "nodes": [{"name": n.name, "role": n.role, "internal_ips": list(n.internal_ips)} for n in nodes]})
+    if not alive:
+        raise _NotAnswering(state)
+    if output == "json":
         return
-    answering = "answering" if alive else "NOT answering"
-    out_console.print(f"lab {state.name} on {state.backend}: {state.phase}, {answering}")
+    out_console.print(f"lab {state.name} on {state.backend}: {state.phase}, answering")
     if state.last_error:
         out_console.print(f"last error: {state.last_error}")
     table = Table("NODE", "ROLE", "INTERNAL IPS")
@@ -322,10 +345,14 @@ def uninstall(lab_name: str | None, **opts: Any) -> None:
 )
 @click.option("--artifacts", type=click.Path(file_okay=False), help="Where logs go on failure.")
 @click.option("--reuse", is_flag=True, help="Use a running lab of the same name.")
-def run(checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, **opts: Any) -> None:
+@click.option("--strict", is_flag=True, help="Warnings fail the verification too, not only errors.")
+def run(
+    checks: str | None, output: str, wait: str | None, artifacts: str | None, reuse: bool, strict: bool, **opts: Any
+) -> None:
     """Up, install, verify, then down (unless --keep): the whole lab in one command.
 
-    Exit 0 only when every check passed. On failure the backend's logs go to the artifacts folder first.
+    Exit 0 only when every check passed (warnings too with --strict). On failure the backend's logs go to the
+    artifacts folder first.
     """
     from .commands.verify import parse_duration, print_report
 
@@ -335,7 +362,7 @@ def run(checks: str | None, output: str, wait: str | None, artifacts: str | None
     with _terminate_on_sigterm(), lab:
         lab.install()
         wait_s = parse_duration(wait) if wait is not None else lab.backend.converge_timeout_s
-        report = lab.verify(names, wait_s=wait_s)
+        report = lab.verify(names, wait_s=wait_s, strict=strict)
         print_report(report, output)
         if not report.ok:
             lab.failed = True
@@ -347,6 +374,18 @@ class _ChecksFailed(CiliumLabsError):
         super().__init__("verification failed: see the report above")
 
 
+class _NotAnswering(CiliumLabsError):
+    """``status`` of a lab that does not answer: exit 1, one line (scripts test the exit code)."""
+
+    def __init__(self, state: LabState) -> None:
+        last = f"; last error: {state.last_error}" if state.last_error else ""
+        super().__init__(
+            f"lab {state.name} ({state.backend}, recorded as {state.phase}) does not answer{last}",
+            fix=f"`cilium-labs up --name {state.name} --backend {state.backend} --reuse` brings it back; "
+            f"`cilium-labs down {state.name}` removes it",
+        )
+
+
 @cli.command()
 @lab_options
 @output_option
@@ -354,6 +393,7 @@ def plan(output: str, **opts: Any) -> None:
     """What `up` and `install` would create and run, creating nothing and touching no network."""
     lab_spec = build_spec(opts)
     backend = get_backend(lab_spec.backend)(lab_spec, StateStore(opts.get("state_dir")).lab_dir(lab_spec.name))
+    warnings = validate(lab_spec, backend)  # the same refusals as `up`, before anything is planned
     backend_plan = backend.plan()
     files = dict(backend_plan.files)
     commands = list(backend_plan.commands)
@@ -366,11 +406,13 @@ def plan(output: str, **opts: Any) -> None:
     except ImportError:
         pass
     data = {"backend": backend_plan.backend, "files": files, "commands": commands, "notes": backend_plan.notes,
-            **backend_plan.extra}
+            "warnings": warnings, **backend_plan.extra}
     if output == "json":
         _emit_json(data)
         return
     out_console.print(f"[bold]backend[/bold]: {backend_plan.backend}")
+    for warning in warnings:
+        out_console.print(f"[yellow]warning[/yellow]: {warning}")
     for note in backend_plan.notes:
         out_console.print(f"note: {note}")
     for key, value in backend_plan.extra.items():
@@ -386,7 +428,10 @@ def plan(output: str, **opts: Any) -> None:
 @cli.command("backends")
 @output_option
 def backends_cmd(output: str) -> None:
-    """Registered backends and whether the tools each one drives are installed."""
+    """Registered backends, whether the tools each one drives are installed, and the Cilium versions each supports
+    (with the Kubernetes versions each Cilium release lists)."""
+    from . import validate as validate_mod
+
     rows: list[dict[str, Any]] = []
     for name, target in registered().items():
         try:
@@ -395,16 +440,23 @@ def backends_cmd(output: str) -> None:
             error: str | None = None
         except CiliumLabsError as exc:
             tools, error = {}, exc.message
+        lo, hi = validate_mod.supported_minors(name)
         rows.append({"name": name, "target": target, "tools": tools, "ready": error is None and all(tools.values()),
-                     "error": error})
+                     "error": error, "cilium": f"{validate_mod.fmt(lo)} to {validate_mod.fmt(hi)}"})
     if output == "json":
         _emit_json(rows)
         return
-    table = Table("BACKEND", "TOOLS", "READY")
+    table = Table("BACKEND", "TOOLS", "READY", "CILIUM")
     for r in rows:
         tools_txt = ", ".join(f"{t} {'✓' if ok else '✗ missing'}" for t, ok in r["tools"].items()) or "(none)"
-        table.add_row(r["name"], r["error"] or tools_txt, "yes" if r["ready"] else "no")
+        table.add_row(r["name"], r["error"] or tools_txt, "yes" if r["ready"] else "no", r["cilium"])
     out_console.print(table)
+    versions = Table("CILIUM", "NEWEST KNOWN", "KUBERNETES (its requirements list)",
+                     title="Cilium releases and the Kubernetes versions each supports", title_justify="left")
+    for v in validate_mod.kubernetes_table():
+        versions.add_row(v["cilium"], v["newest_patch"], v["kubernetes"])
+    out_console.print(versions)
+    out_console.print("IPv6-only labs with tunnel routing need Cilium 1.18 or newer (an IPv6 tunnel underlay).")
 
 
 @cli.group("spec")
@@ -415,8 +467,11 @@ def spec_group() -> None:
 @spec_group.command("init")
 @lab_options
 def spec_init(**opts: Any) -> None:
-    """Print a complete default spec (with any flags applied): `cilium-labs spec init > lab.yaml`."""
-    click.echo(spec_mod.dumps(build_spec(opts)), nl=False)
+    """Print a complete default spec, every field commented (with any flags applied):
+    `cilium-labs spec init > lab.yaml`."""
+    from .spec_doc import commented
+
+    click.echo(commented(build_spec(opts)), nl=False)
 
 
 @spec_group.command("validate")
@@ -471,30 +526,14 @@ _register_area_commands()
 # -- entry point ------------------------------------------------------------------------------------------------
 
 
-class _terminate_on_sigterm:
-    """Turn SIGTERM (CI cancelling a job) into KeyboardInterrupt, so the lab's teardown runs."""
-
-    def __enter__(self) -> None:
-        def handler(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt("SIGTERM")
-
-        try:
-            self._old = signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread (tests)
-            self._old = None
-
-    def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and map errors to one line and an exit code."""
     verbose = any(a in ("-v", "-vv", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
     try:
         cli.main(args=argv, prog_name="cilium-labs", standalone_mode=False)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort; what the lab did about it (torn down, kept, what is left) is said above
+        err_console.print("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -502,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted; the lab was torn down unless --keep said otherwise")
+        err_console.print("interrupted")
         sys.exit(130)
     except CiliumLabsError as exc:
         if verbose:

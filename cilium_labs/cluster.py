@@ -5,25 +5,57 @@ protocol and credentials, with one TLS context and session resumption for every 
 is a token or client certificate; otherwise through ``kubernetes.stream.stream`` with one API client per thread,
 because ``stream`` swaps ``api_client.call_api`` while it runs and is therefore not safe to share between threads
 (the checks exec into every agent at once).
+
+Every read and every exec has a timeout, and a caller may set a ``deadline`` for all of them together (``verify
+--wait 10s`` is a hard bound on the whole verify): past it, calls fail at once instead of starting. The client's
+own urllib3 retries are off (callers retry what is worth retrying, see ``cilium.agents.with_retries``), so a dead
+API server is one line that says what failed and what to check, not a page of ``Retrying (...)`` warnings.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import socket
+import ssl
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL
+from urllib3 import exceptions as u3
 
 from . import _kview
+from ._files import read_text, require_content
 from ._wsexec import ExecRefused, ExecTransport
 from .errors import ClusterError, UsageError
+
+# urllib3 logs a WARNING for every retry it makes ("Retrying (Retry(total=0...)) after connection broken by...");
+# the client's retries are off (``_new_api_client``) and ours say what failed in one line, so keep its logger quiet
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+UNREACHABLE_FIX = "check that the cluster is up and the kubeconfig's server address is right (kubectl cluster-info)"
+
+
+class DeadlineExceeded(ClusterError):
+    """The time the caller allowed (``Cluster.deadline``) was spent before this call could start; never retried
+    (``status`` -1 is no HTTP status and not a transient one)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            fix="allow more time (--wait), or check that the cluster is up and answers (kubectl cluster-info)",
+            status=-1,
+        )
 
 
 @attrs.frozen
@@ -46,7 +78,16 @@ class Cluster:
         self.context = context
         self.request_timeout = request_timeout
         if not self.kubeconfig.is_file():
-            raise UsageError(f"kubeconfig {self.kubeconfig} does not exist", fix="pass --kubeconfig PATH")
+            missing = "does not exist" if not self.kubeconfig.exists() else "is not a regular file"
+            raise UsageError(f"kubeconfig {self.kubeconfig} {missing}", fix="pass --kubeconfig PATH")
+        check_kubeconfig(self.kubeconfig)
+        self._deadline: float | None = None
+        self.deadline_hits = 0
+        """Calls refused because the deadline had passed (``wait_for`` tells a round cut short by it)."""
+        self._last_failure = ""
+        self._stats_lock = threading.Lock()
+        self._reads = 0
+        self._read_failures = 0
         self._local = threading.local()
         self.api_client = self._new_api_client()
         self._transport: ExecTransport | None = ExecTransport.from_kubeconfig(
@@ -65,7 +106,7 @@ class Cluster:
             raise UsageError(
                 f"cannot use kubeconfig {self.kubeconfig}: {exc}", fix="check the file and --context"
             ) from exc
-        cfg.retries = 1
+        cfg.retries = 0  # no urllib3 retries (and no retry warnings): callers retry what is transient
         return client.ApiClient(cfg)
 
     @property
@@ -82,18 +123,64 @@ class Cluster:
         chosen = next((c for c in contexts if c.get("name") == self.context), None) if self.context else active
         return str(((chosen or {}).get("context") or {}).get("cluster") or self.server)
 
+    # -- deadline ------------------------------------------------------------------------------------------
+    @property
+    def deadline(self) -> float | None:
+        """``time.monotonic()`` after which no call starts (None: only each call's own timeout applies)."""
+        return self._deadline
+
+    @contextmanager
+    def deadline_at(self, deadline: float | None) -> Iterator[None]:
+        """Bound every call made inside the block by ``deadline`` (a ``time.monotonic()`` value)."""
+        before = self._deadline
+        self._deadline = deadline if before is None or deadline is None else min(before, deadline)
+        try:
+            yield
+        finally:
+            self._deadline = before
+
+    def _timeout(self, what: str, timeout: float) -> float:
+        """``timeout`` cut to what is left of the deadline; raises ``DeadlineExceeded`` when nothing is left."""
+        if self._deadline is None:
+            return timeout
+        left = self._deadline - time.monotonic()
+        if left <= 0.05:
+            self.deadline_hits += 1
+            last = f" (last failure: {self._last_failure})" if self._last_failure else ""
+            raise DeadlineExceeded(f"{what}: the time allowed ran out{last}")
+        return min(timeout, left)
+
     # -- reads ---------------------------------------------------------------------------------------------
+    def read_stats(self) -> tuple[int, int]:
+        """(API calls made, calls that failed transiently: no answer, 429 or 5xx) since this object was made; the
+        health check reports retried trouble from the difference over a verify run."""
+        with self._stats_lock:
+            return self._reads, self._read_failures
+
+    def _count(self, failed: bool) -> None:
+        with self._stats_lock:
+            self._reads += 1
+            self._read_failures += failed
+
     def _call(self, what: str, fn: Any, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
         """Call the API; errors become ``ClusterError`` (with ``status``), a 404 becomes None if ``missing_ok``."""
-        kwargs.setdefault("_request_timeout", self.request_timeout)
+        timeout = self._timeout(what, float(kwargs.pop("_request_timeout", self.request_timeout)))
+        kwargs["_request_timeout"] = timeout
         try:
-            return fn(*args, **kwargs)
+            got = fn(*args, **kwargs)
         except ApiException as exc:
+            self._count(failed=exc.status == 429 or 500 <= (exc.status or 0) <= 599)
             if missing_ok and exc.status == 404:
                 return None
             raise ClusterError(f"{what}: API answered {exc.status} {exc.reason}", status=exc.status) from exc
         except Exception as exc:  # urllib3 connection errors, TLS errors, timeouts, undecodable objects
-            raise ClusterError(f"{what}: {self.server} failed ({type(exc).__name__}: {exc})", status=0) from exc
+            self._count(failed=True)
+            why = describe_transport_error(exc, timeout)
+            self._last_failure = f"{self.server}: {why}"
+            fix = UNREACHABLE_FIX if isinstance(exc, (u3.HTTPError, OSError)) else None
+            raise ClusterError(f"{what}: {self.server}: {why}", status=0, fix=fix) from exc
+        self._count(failed=False)
+        return got
 
     def _list(self, what: str, fn: Any, cls: type, *args: Any, **kwargs: Any) -> list[Any]:
         """A list call's items as views of model ``cls``: the client's attributes without building its models
@@ -111,10 +198,24 @@ class Cluster:
             raise ClusterError(f"{what}: the API answered a {type(body).__name__}, not a list object")
         return _kview.items(cls, body)
 
-    def ping(self) -> str:
-        """The server's Kubernetes version (``v1.33.1``); raises ``ClusterError`` if unreachable."""
-        info = self._call("get version", client.VersionApi(self.api_client).get_code)
-        return str(info.git_version)
+    def ping(self, timeout: float | None = None, *, attempts: int = 4) -> str:
+        """The server's Kubernetes version (``v1.33.1``); raises ``ClusterError`` if it does not answer within
+        ``timeout`` seconds (default the request timeout). An answer of 429 or 5xx is retried (the server is there,
+        only busy or flaky); no answer at all is not, so a dead API server is said at once."""
+        for attempt in range(1, attempts + 1):
+            try:
+                info = self._call(
+                    "get version",
+                    client.VersionApi(self.api_client).get_code,
+                    _request_timeout=timeout if timeout is not None else self.request_timeout,
+                )
+                return str(info.git_version)
+            except ClusterError as exc:
+                busy = exc.status == 429 or 500 <= (exc.status or 0) <= 599
+                if not busy or attempt == attempts:
+                    raise
+                time.sleep(0.1 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # Lists return views with the attributes of the client's models (``client.V1Node``...): see ``_kview``.
     def nodes(self) -> list[Any]:
@@ -129,6 +230,9 @@ class Cluster:
             label_selector=label_selector,
             field_selector=field_selector,
         )
+
+    def all_pods(self) -> list[Any]:
+        return self._list("list pods", self.core.list_pod_for_all_namespaces, client.V1Pod)
 
     def services(self) -> list[Any]:
         return self._list("list services", self.core.list_service_for_all_namespaces, client.V1Service)
@@ -228,8 +332,9 @@ class Cluster:
         """Run ``argv`` in a pod container and wait; stdout and stderr are kept apart.
 
         API errors (pod gone, 5xx, 429) raise ``ClusterError`` carrying ``status`` so callers can retry; a
-        command that ran and failed returns its exit code.
+        command that ran and failed returns its exit code. ``timeout`` is cut to what is left of the deadline.
         """
+        timeout = self._timeout(f"exec in {namespace}/{pod}", timeout)
         if self._transport is not None:
             try:
                 out = self._transport.exec(namespace, pod, container, argv, timeout=timeout)
@@ -237,7 +342,7 @@ class Cluster:
                 # worded as kubernetes.stream's ApiException(status=0, reason=...) was, which callers parse
                 raise ClusterError(f"exec in {namespace}/{pod}: API answered 0 {exc}", status=0) from exc
             if not out.finished:
-                return PodExec(out.stdout, out.stderr, -1, f"no answer within {timeout:g}s")
+                return PodExec(out.stdout, out.stderr, -1, f"no answer within {timeout:.3g}s")
             return _exec_status(out.stdout, out.stderr, out.status)
         try:
             resp = stream(
@@ -264,11 +369,71 @@ class Cluster:
             stderr = resp.read_stderr() if resp.peek_stderr() else ""
             if resp.is_open():
                 resp.close(timeout=0)  # a hung agent never sends a close frame: don't wait 3 s for one
-                return PodExec(stdout, stderr, -1, f"no answer within {timeout:g}s")
+                return PodExec(stdout, stderr, -1, f"no answer within {timeout:.3g}s")
             raw = resp.read_channel(ERROR_CHANNEL)
         finally:
             resp.close(timeout=0)
         return _exec_status(stdout, stderr, raw)
+
+
+KUBECONFIG_FIX = "pass the kubeconfig of the cluster (--kubeconfig PATH), e.g. the one `kind get kubeconfig` prints"
+
+
+def check_kubeconfig(path: Path) -> dict[str, Any]:
+    """The kubeconfig at ``path`` as YAML data, refusing (one line, ``UsageError``) what cannot be one: a file that
+    is too big, binary, empty, not YAML, or YAML that is not a kubeconfig mapping. The client's own loader would
+    raise a YAML scanner error with a 75-line traceback for most of these."""
+    what = "a kubeconfig (YAML)"
+    text = read_text(path, what=what, fix=KUBECONFIG_FIX)
+    require_content(text, name=str(path), what=what, fix=KUBECONFIG_FIX)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"kubeconfig {path} is not valid YAML{where}", fix=KUBECONFIG_FIX) from None
+    if not isinstance(data, dict) or not any(k in data for k in ("clusters", "contexts", "users")):
+        raise UsageError(
+            f"{path} is not a kubeconfig (no clusters, contexts or users in it)",
+            fix=KUBECONFIG_FIX,
+        )
+    return data
+
+
+def describe_transport_error(exc: BaseException, timeout: float) -> str:
+    """One readable line for what the HTTP layer raised: ``connection refused``, ``no answer within 10s``, a TLS
+    failure... instead of urllib3's nested ``MaxRetryError(... NewConnectionError(<object at 0x...>))``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, u3.MaxRetryError) and cur.reason is not None:
+            cur = cur.reason
+            continue
+        if isinstance(cur, u3.NewConnectionError):  # before timeouts: urllib3 makes it a ConnectTimeoutError too
+            if "timed out" in str(cur):
+                return f"no answer within {timeout:.3g}s"
+            if "refused" in str(cur).lower():
+                return "connection refused (nothing listens there)"
+            message = str(cur).rsplit(": ", 1)[-1]
+            return f"cannot connect ({message})"
+        if isinstance(cur, (u3.ConnectTimeoutError, u3.ReadTimeoutError, socket.timeout, TimeoutError)):
+            return f"no answer within {timeout:.3g}s"
+        if isinstance(cur, (ssl.SSLError, u3.SSLError)):
+            return f"TLS failed ({_first_line(cur)})"
+        if isinstance(cur, ConnectionRefusedError) or getattr(cur, "errno", None) == errno.ECONNREFUSED:
+            return "connection refused (nothing listens there)"
+        if isinstance(cur, socket.gaierror):
+            return f"cannot resolve the host name ({cur.strerror or cur})"
+        if isinstance(cur, u3.ProtocolError):
+            return f"the connection broke ({_first_line(cur)})"
+        cur = cur.__cause__ or cur.__context__
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def _exec_status(stdout: str, stderr: str, raw: str) -> PodExec:

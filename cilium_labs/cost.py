@@ -80,10 +80,9 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
     if not source:
         return DEFAULT_PRICES
     p = Path(source)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read the price table {p}: {exc.strerror}", fix=f"fix or unset ${PRICES_ENV}") from exc
+    from ._files import read_text
+
+    text = read_text(p, what="a price table (JSON or YAML)", fix=f"fix or unset ${PRICES_ENV}")
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:

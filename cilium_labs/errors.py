@@ -92,3 +92,7 @@ class NotBuiltError(CiliumLabsError):
 
 class CapabilityMissing(CiliumLabsError):
     """The backend lacks an optional capability (``node_exec``, ``capture``, ``load_image``) a step needs."""
+
+
+class LabBusyError(LabStateError):
+    """Another process holds the lab (it is creating, changing or destroying it); nothing was done here."""

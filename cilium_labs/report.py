@@ -2,12 +2,15 @@
 
 The JSON is the contract scripts rely on::
 
-    {"ok", "cluster", "cilium_version", "duration_s",
-     "checks": [{"name", "ok", "skipped", "findings": [{"node", "kind", "object", "expected", "found"}]}]}
+    {"ok", "cluster", "cilium_version", "duration_s", "strict", "warnings",
+     "checks": [{"name", "ok", "skipped",
+                 "findings": [{"node", "kind", "object", "expected", "found", "severity"}]}]}
 
-(each check also carries ``duration_s`` and, when skipped, ``skip_reason``). JUnit has one testcase per check per
-node, plus one ``cluster-wide`` testcase per check for objects that belong to no node (the DaemonSet), so a CI
-dashboard shows which node failed which check.
+(each check also carries ``duration_s`` and, when skipped, ``skip_reason``). ``severity`` is ``error`` or
+``warning``: ``ok`` is false when any error was found, or, with ``strict``, any warning; ``warnings`` counts the
+warnings. JUnit has one testcase per check per node, plus one ``cluster-wide`` testcase per check for objects that
+belong to no node (the DaemonSet), so a CI dashboard shows which node failed which check; a testcase with only
+warnings passes and lists them as ``warning`` properties (under ``strict`` they are failures).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Report:
     checks: tuple[CheckResult, ...]
     nodes: tuple[str, ...] = ()
     """Every node the run looked at, for per-node JUnit testcases (not part of the JSON)."""
+    strict: bool = False
+    """Warnings fail the report too (``verify --strict``)."""
 
     @classmethod
     def build(
@@ -50,7 +55,11 @@ class Report:
         cilium_version: str | None,
         duration_s: float,
         nodes: list[str] | tuple[str, ...] = (),
+        strict: bool = False,
     ) -> Report:
+        """The report of ``checks``; with ``strict`` a check with warnings has not passed."""
+        if strict:
+            checks = [attrs.evolve(c, ok=False) if c.warnings and not c.skipped else c for c in checks]
         return cls(
             ok=all(c.ok for c in checks),
             cluster=cluster,
@@ -58,11 +67,20 @@ class Report:
             duration_s=duration_s,
             checks=tuple(checks),
             nodes=tuple(sorted(set(nodes))),
+            strict=strict,
         )
 
     @property
     def findings(self) -> list[Finding]:
         return [f for c in self.checks for f in c.findings]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_error]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if not f.is_error]
 
     def check(self, name: str) -> CheckResult:
         for c in self.checks:
@@ -77,6 +95,8 @@ class Report:
             "cluster": self.cluster,
             "cilium_version": self.cilium_version,
             "duration_s": round(self.duration_s, 3),
+            "strict": self.strict,
+            "warnings": len(self.warnings),
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -98,6 +118,7 @@ class Report:
                     object=f["object"],
                     expected=f["expected"],
                     found=f["found"],
+                    severity="warning" if f.get("severity") == "warning" else "error",
                 )
                 for f in c.get("findings") or []
             )
@@ -120,6 +141,7 @@ class Report:
             duration_s=float(data.get("duration_s") or 0.0),
             checks=tuple(checks),
             nodes=tuple(nodes),
+            strict=bool(data.get("strict")),
         )
 
     # -- JUnit -----------------------------------------------------------------------------------------------
@@ -143,18 +165,27 @@ class Report:
                 )
                 s_tests += 1
                 found = by_node.get(node, [])
+                failing = found if self.strict else [f for f in found if f.is_error]
                 if check.skipped:
                     ET.SubElement(case, "skipped", message=check.skip_reason or "skipped")
                     s_skip += 1
-                elif found:
-                    kinds = sorted({f.kind for f in found})
+                    continue
+                warned = [f for f in found if not f.is_error]
+                if warned and not self.strict:
+                    props = ET.SubElement(case, "properties")
+                    for f in warned:
+                        ET.SubElement(props, "property", name="warning", value=_finding_line(f))
+                if failing:
+                    kinds = sorted({f.kind for f in failing})
+                    severity = "warning" if not any(f.is_error for f in failing) else "error"
                     failure = ET.SubElement(
                         case,
                         "failure",
-                        message=f"{len(found)} finding{'s' if len(found) != 1 else ''}: {', '.join(kinds)}",
+                        message=f"{len(failing)} finding{'s' if len(failing) != 1 else ''}: {', '.join(kinds)}"
+                        + (" (warnings, --strict)" if severity == "warning" else ""),
                         type=kinds[0],
                     )
-                    failure.text = "\n".join(_finding_line(f) for f in found)
+                    failure.text = "\n".join(_finding_line(f) for f in failing)
                     s_fail += 1
             suite.set("tests", str(s_tests))
             suite.set("failures", str(s_fail))
@@ -180,27 +211,46 @@ class Report:
         summary.add_column("result")
         summary.add_column("time", justify="right")
         for c in self.checks:
+            warned = len(c.warnings)
+            also = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
             if c.skipped:
                 result = Text(f"skipped: {c.skip_reason}", style="yellow")
             elif c.ok:
-                result = Text("passed", style="green")
+                result = Text(f"passed{also}", style="yellow" if warned else "green")
             else:
-                n = len(c.findings)
-                result = Text(f"FAILED: {n} finding{'s' if n != 1 else ''}", style="bold red")
+                n = len(c.errors) if c.errors else warned
+                what = "finding" if c.errors else "warning (--strict)"
+                result = Text(f"FAILED: {n} {what}{'s' if n != 1 and c.errors else ''}", style="bold red")
+                if c.errors and warned:
+                    result.append(also)
             summary.add_row(c.name, result, f"{c.duration_s:.1f} s")
         console.print(summary)
         findings = self.findings
         if findings:
             table = Table(title="findings", title_justify="left")
-            for col in ("check", "node", "kind", "object", "expected", "found"):
+            for col in ("check", "node", "severity", "kind", "object", "expected", "found"):
                 table.add_column(col, overflow="fold")
             for f in findings[:TABLE_FINDINGS_LIMIT]:
-                table.add_row(f.check, f.node or CLUSTER_WIDE, Text(f.kind, style="red"), f.object, f.expected, f.found)
+                style = "red" if f.is_error else "yellow"
+                table.add_row(
+                    f.check,
+                    f.node or CLUSTER_WIDE,
+                    Text(f.severity, style=style),
+                    Text(f.kind, style=style),
+                    f.object,
+                    f.expected,
+                    f.found,
+                )
             console.print(table)
             if len(findings) > TABLE_FINDINGS_LIMIT:
                 console.print(f"... and {len(findings) - TABLE_FINDINGS_LIMIT} more findings (see -o json)")
-        console.print(Text("PASSED" if self.ok else "FAILED", style="bold green" if self.ok else "bold red"))
+        warned = len(self.warnings)
+        note = f" ({warned} warning{'s' if warned != 1 else ''}{', --strict' if self.strict else ''})" if warned else ""
+        console.print(
+            Text(("PASSED" if self.ok else "FAILED") + note, style="bold green" if self.ok else "bold red")
+        )
 
 
 def _finding_line(f: Finding) -> str:
-    return f"{f.kind}: {f.object}: expected {f.expected}, found {f.found}"
+    prefix = "warning: " if not f.is_error else ""
+    return f"{prefix}{f.kind}: {f.object}: expected {f.expected}, found {f.found}"

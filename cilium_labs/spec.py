@@ -18,6 +18,7 @@ import attr
 import attrs
 import yaml
 
+from ._files import InputError, read_text, require_content
 from .errors import SpecError
 
 DEFAULT_CILIUM_VERSION = "1.20.0"
@@ -74,10 +75,13 @@ class VagrantOptions:
     """``vagrant`` backend section."""
 
     box: str = "generic/debian12"
+    """Vagrant box every node boots (a libvirt box)."""
     box_url: str | None = None
     """A local ``.box`` file or URL, for boxes not on Vagrant Cloud."""
     cpus: int = 2
+    """vCPUs per VM."""
     memory_mb: int = 2048
+    """Memory per VM, in MiB."""
     driver: Literal["kvm", "qemu"] = "kvm"
     """``qemu`` for software emulation where /dev/kvm is not usable."""
     provision: bool = True
@@ -85,6 +89,7 @@ class VagrantOptions:
     kernel: str | None = None
     """Host path of a kernel to boot directly (boxes without a bootloader, e.g. a locally built one)."""
     initrd: str | None = None
+    """Host path of the initrd that goes with ``kernel`` (optional)."""
     kernel_cmdline: str | None = None
     """Kernel command line with ``kernel``; default ``root=/dev/vda rw console=ttyS0 net.ifnames=0``."""
     boot_timeout: int = 0
@@ -96,17 +101,25 @@ class GcpOptions:
     """``gcp`` backend section."""
 
     project: str | None = None
+    """GCP project ID the VMs are created in (required for the gcp backend)."""
     region: str = "us-central1"
+    """Region of the lab's subnet."""
     zone: str = "us-central1-a"
+    """Zone of the VMs."""
     machine_type: str = "e2-standard-2"
+    """GCE machine type of every node."""
     image: str = "debian-cloud/debian-12"
+    """Boot image of every node (``project/family``)."""
     admin_source_ranges: tuple[str, ...] = ()
     """Who may reach SSH and the API server; empty = the caller's public address as /32."""
     allow_world: bool = False
     """Must be true, in so many words, before 0.0.0.0/0 is accepted in ``admin_source_ranges``."""
     ttl_hours: float = 4.0
+    """Hours until the lab counts as expired (its ``expires`` label); ``cilium-labs gc`` deletes it after that."""
     external_etcd: bool = False
+    """Run etcd outside the control plane (kubeadm external etcd)."""
     labels: dict[str, str] = attrs.field(factory=dict)
+    """Extra GCE labels on every resource."""
 
 
 @attrs.frozen(kw_only=True)
@@ -114,7 +127,9 @@ class SimOptions:
     """``sim`` backend section."""
 
     exec_latency_ms: float = 150.0
+    """How long each simulated ``kubectl exec`` into an agent takes, in ms."""
     faults: tuple[str, ...] = ()
+    """Faults to inject once the agents are up, e.g. ``agent-down:NODE`` (the README lists them)."""
     datapath: Literal["api", "netns"] = "api"
     """``netns``: a real kernel datapath (root only): namespaces, VXLAN, routes."""
 
@@ -124,7 +139,9 @@ class ExistingOptions:
     """``existing`` backend section: a cluster someone already has."""
 
     kubeconfig: str | None = None
+    """Kubeconfig of the cluster; default ``$KUBECONFIG``, else ``~/.kube/config``."""
     context: str | None = None
+    """Context in that kubeconfig; default its current context."""
 
 
 _SECTIONS: dict[str, type] = {
@@ -141,26 +158,39 @@ class LabSpec:
     """A lab: nodes, Kubernetes, Cilium and its datapath settings, and per-backend options."""
 
     name: str = "cilium-lab"
+    """Lab name: a DNS label of at most 40 characters; nodes, state folder and cloud resources are named after it."""
     backend: str = "kind"
+    """Where the nodes run: kind, sim, vagrant, gcp, existing (or a plugin's name)."""
     control_planes: int = 1
+    """Control-plane nodes (1..7)."""
     workers: int = 2
+    """Worker nodes (0..100)."""
     k8s_version: str = DEFAULT_K8S_VERSION
+    """Kubernetes version of the nodes."""
     cilium_version: str = DEFAULT_CILIUM_VERSION
+    """Cilium release to install (quote it: "1.20.0")."""
     routing: Routing = "tunnel"
+    """Cilium's routing mode: tunnel (an overlay between nodes) or native (the underlay routes pod CIDRs)."""
     tunnel_protocol: TunnelProtocol = "vxlan"
+    """Encapsulation with routing: tunnel: vxlan or geneve."""
     ip_family: IPFamily = "ipv4"
+    """IP families of pods and Services: ipv4, ipv6 or dual."""
     pod_cidrs: tuple[str, ...] = ()
     """Empty = the default for the IP families (10.244.0.0/16, fd00:10:244::/56)."""
     service_cidrs: tuple[str, ...] = ()
+    """Empty = the default for the IP families (10.96.0.0/16, fd00:10:96::/112)."""
     node_cidr: str = "172.16.0.0/24"
     """Underlay for VM backends (the original recipe's GCE subnet); kind uses Docker's network."""
     kube_proxy_replacement: bool = False
+    """Run without kube-proxy, Cilium replacing it."""
     mtu: int = 0
     """0 lets Cilium detect it."""
     installer: Installer = "helm"
+    """How Cilium is installed: helm or cilium-cli."""
     chart: str | None = None
     """Chart source: None (the Cilium Helm repository), ``oci://...``, or a local chart directory/.tgz."""
     cilium_namespace: str = "kube-system"
+    """Namespace Cilium is installed in."""
     helm_values: dict[str, Any] = attrs.field(factory=dict)
     """Extra Helm values, merged last over the generated ones."""
     kind: KindOptions = attrs.field(factory=KindOptions)
@@ -305,18 +335,35 @@ def _validate(spec: LabSpec) -> None:
     for field in ("helm_values",):
         if not isinstance(getattr(spec, field), dict):
             raise SpecError(field, "must be a mapping of Helm values", fix="e.g. helm_values: {debug: {enabled: true}}")
-    for cidr in spec.gcp.admin_source_ranges:
-        n = _net(cidr, "gcp.admin_source_ranges")
-        if n.prefixlen == 0 and not spec.gcp.allow_world:
-            raise SpecError(
-                "gcp.admin_source_ranges",
-                f"{cidr} opens SSH and the API server to the whole internet",
-                fix="give your own address/32, or set gcp.allow_world: true if you really mean it",
-            )
+    _check_admin_ranges(spec)
     if spec.vagrant.driver not in ("kvm", "qemu"):
         raise SpecError("vagrant.driver", f"{spec.vagrant.driver!r} is not kvm or qemu", fix="use kvm or qemu")
     if spec.sim.datapath not in ("api", "netns"):
         raise SpecError("sim.datapath", f"{spec.sim.datapath!r} is not api or netns", fix="use api or netns")
+
+
+WORLD_PREFIX = {4: 7, 6: 31}
+"""Admin ranges whose union is as large as a /7 (IPv4: two /8s) or a /31 (IPv6) count as the whole internet: no
+one administers a lab from that many addresses, and ``[0.0.0.0/1, 128.0.0.0/1]`` is 0.0.0.0/0 written in two
+halves."""
+
+
+def _check_admin_ranges(spec: LabSpec) -> None:
+    nets = [_net(cidr, "gcp.admin_source_ranges") for cidr in spec.gcp.admin_source_ranges]
+    if spec.gcp.allow_world:
+        return
+    for version, prefix in WORLD_PREFIX.items():
+        ours = [n for n in nets if n.version == version]
+        union = list(ipaddress.collapse_addresses(ours))  # type: ignore[type-var]
+        total = sum(n.num_addresses for n in union)
+        if total >= 2 ** ((32 if version == 4 else 128) - prefix):
+            shown = ", ".join(str(n) for n in ours)
+            raise SpecError(
+                "gcp.admin_source_ranges",
+                f"{shown} opens SSH and the API server to {total:,} addresses, a /{prefix} or more: "
+                "that is the whole internet",
+                fix="give your own address/32, or set gcp.allow_world: true if you really mean it",
+            )
 
 
 # -- YAML ---------------------------------------------------------------------------------------------------
@@ -383,14 +430,18 @@ def to_dict(spec: Any) -> dict[str, Any]:
     return data
 
 
+SPEC_FIX = "give a lab spec YAML file; `cilium-labs spec init > lab.yaml` writes a complete one"
+
+
 def load(path: str | Path) -> LabSpec:
-    """Read ``lab.yaml``; a missing file or bad YAML is a ``SpecError`` too."""
-    p = Path(path)
+    """Read ``lab.yaml``; a missing, empty, binary or oversized file or bad YAML is a ``SpecError`` too (one line
+    each: see ``_files``)."""
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise SpecError("(file)", f"cannot read {p}: {exc.strerror}", fix="check the path given to --spec") from exc
-    return loads(text, source=str(p))
+        text = read_text(path, what="a lab spec (YAML)", fix=SPEC_FIX)
+        require_content(text, name=str(path), what="a lab spec (YAML)", fix=SPEC_FIX)
+    except InputError as exc:
+        raise SpecError("(file)", exc.message, fix=exc.fix) from None
+    return loads(text, source=str(path))
 
 
 def loads(text: str, source: str = "<string>") -> LabSpec:
@@ -399,7 +450,7 @@ def loads(text: str, source: str = "<string>") -> LabSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError("(file)", f"{source} is not valid YAML{where}", fix="fix the YAML syntax") from exc
+        raise SpecError("(file)", f"{source} is not valid YAML{where}", fix="fix the YAML syntax") from None
     return from_dict(data or {})
 
 

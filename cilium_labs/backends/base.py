@@ -88,6 +88,10 @@ class Backend(abc.ABC):
         self.spec = spec
         self.state_dir = Path(state_dir)
         self.progress = progress
+        self.adopted = False
+        """Set by ``up`` when it took over what existed before it ran (a running simulator, a kind cluster
+        with ``reuse_cluster``, any ``existing`` cluster) instead of creating it: a lab never destroys what it
+        adopted when the run that adopted it fails or ends."""
 
     @abc.abstractmethod
     def up(self, *, keep_on_failure: bool = False) -> None:
@@ -134,7 +138,28 @@ class Backend(abc.ABC):
         return {}
 
     def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook, most backends keep nothing
-        """Take back what ``state()`` returned, in a new process (``cilium-labs down`` from another shell)."""
+        """Take back what ``state()`` returned, in a new process (``cilium-labs down`` from another shell).
+
+        Raise ``ValueError`` naming the field when the recorded state is not what ``state()`` wrote (a hand
+        edit, a damaged file): the lab is then listed as unreadable and ``down --force`` takes over."""
+
+    # -- when the record cannot be trusted ---------------------------------------------------------------------
+    @classmethod
+    def recognises(cls, state_dir: Path) -> bool:
+        """Whether ``state_dir`` holds files this backend writes: how ``down --force`` picks the backend of a
+        lab whose state file no longer says."""
+        return False
+
+    def force_down(self) -> None:
+        """Remove whatever of this lab can be found by its name, labels and state folder, trusting no recorded
+        pid or id (``cilium-labs down NAME --force``). Default: ``down``, for backends whose ``down`` already
+        finds everything by name."""
+        self.down()
+
+    def leftovers(self) -> list[str] | None:
+        """What of this lab still exists, found the way ``force_down`` finds it, one line each; None when the
+        backend cannot tell. Said after a teardown that was stopped or failed."""
+        return None
 
 
 @runtime_checkable

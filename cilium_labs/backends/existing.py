@@ -41,10 +41,18 @@ class ExistingBackend(Backend):
         except ClusterError as exc:
             raise BackendError(f"the existing cluster does not answer: {exc}") from exc
         self.progress(f"using existing cluster ({version})")
+        self.adopted = True
 
     def down(self) -> None:
         """Leave the cluster alone: we did not create it."""
         self.progress("existing backend: the cluster is not ours to delete; leaving it as it is")
+
+    def force_down(self) -> None:
+        """Nothing to find: the backend never creates anything (``down --force`` only forgets the record)."""
+        self.down()
+
+    def leftovers(self) -> list[str]:
+        return []
 
     def is_up(self) -> bool:
         try:

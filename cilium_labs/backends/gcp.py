@@ -547,6 +547,27 @@ class GcpBackend(Backend):
             terraform_dir.rmdir()
         self._nodes = None
 
+    @classmethod
+    def recognises(cls, state_dir: Path) -> bool:
+        return (state_dir / "terraform" / "gcp").is_dir()
+
+    def force_down(self) -> None:
+        """``terraform destroy`` in the lab's working copy whatever the record says (``down`` reads only the
+        working copy and its Terraform state, never the lab record), then the local files."""
+        self.down()
+
+    def leftovers(self) -> list[str] | None:
+        """What the lab's Terraform state still lists; None when Terraform cannot be asked."""
+        if not self.workdir.is_dir():
+            return []
+        tf = self.terraform()
+        if not tf.has_state_file():
+            return []
+        try:
+            return [f"{a} (Terraform state in {self.workdir})" for a in tf.state_list()]
+        except CiliumLabsError:
+            return None
+
     # -- inspection ----------------------------------------------------------------------------------------
     def is_up(self) -> bool:
         tf = self.terraform() if self.workdir.is_dir() else None

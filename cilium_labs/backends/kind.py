@@ -307,6 +307,7 @@ class KindBackend(Backend):
                 timeout=120,
             )
             self._secure_kubeconfig()
+            self.adopted = True
             return
         self.config_path.write_text(text)
         self.progress(f"creating kind cluster {self.cluster_name} ({self.spec.node_count} nodes, {self.node_image()})")
@@ -347,6 +348,24 @@ class KindBackend(Backend):
         leftovers = docker_nodes.remove_cluster_containers(client, self.cluster_name)
         if leftovers:
             self.progress(f"removed leftover containers: {', '.join(leftovers)}")
+
+    @classmethod
+    def recognises(cls, state_dir: Path) -> bool:
+        return (state_dir / CONFIG_FILE).exists()
+
+    def force_down(self) -> None:
+        """``down`` already finds everything by name: ``kind delete cluster --name``, then the containers
+        labelled ``io.x-k8s.kind.cluster=<name>`` that kind left; then the kubeconfig."""
+        self.down()
+        self.kubeconfig_path.unlink(missing_ok=True)
+
+    def leftovers(self) -> list[str] | None:
+        """The lab's node containers, found by kind's cluster label; None when Docker cannot be asked."""
+        try:
+            return [f"kind node container {c.name}" for c in docker_nodes.cluster_containers(self.docker(),
+                                                                                             self.cluster_name)]
+        except Exception:  # no Docker here: cannot tell
+            return None
 
     def is_up(self) -> bool:
         """kind knows nodes of this cluster (``kind get nodes``) and its control plane container is running."""

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .. import _run
+from .. import _run, procid
 from ..errors import BackendError, CiliumLabsError, PreflightError, UsageError
 from ..spec import LabSpec, dumps
+from ..state import atomic_write
 from .base import Backend, ExecResult, Node, Plan, Progress, _silent
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class SimBackend(Backend):
         self.runs_pods = spec.sim.datapath == "netns"
         self._pid: int | None = None
         self._url: str | None = None
+        self._identity: dict[str, Any] | None = None
+        """The server's ``procid`` identity recorded when it started: ``down`` signals only that process."""
 
     # -- paths and state ---------------------------------------------------------------------------------------
     @property
@@ -78,12 +81,31 @@ class SimBackend(Backend):
         return self.state_dir / SERVER_LOG_FILE
 
     def state(self) -> dict[str, Any]:
-        return {"pid": self._pid, "url": self._url, "kubeconfig": str(self.kubeconfig_path)}
+        return {"pid": self._pid, "url": self._url, "kubeconfig": str(self.kubeconfig_path),
+                "process": self._identity}
 
     def restore(self, state: dict[str, Any]) -> None:
         pid = state.get("pid")
-        self._pid = int(pid) if pid else None
-        self._url = state.get("url") or None
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+            raise ValueError(f"backend_state.pid is {pid!r}, not a process id")
+        url = state.get("url")
+        if url is not None and not isinstance(url, str):
+            raise ValueError(f"backend_state.url is {url!r}, not a URL")
+        identity = state.get("process")
+        if identity is not None and not (isinstance(identity, dict) and isinstance(identity.get("start_ticks"), int)):
+            raise ValueError(f"backend_state.process is {identity!r}, not a recorded process identity")
+        self._pid = pid
+        self._url = url or None
+        self._identity = identity
+
+    @classmethod
+    def recognises(cls, state_dir: Path) -> bool:
+        return any((state_dir / f).exists() for f in (SPEC_FILE, SERVER_STATE_FILE, SERVER_LOG_FILE))
+
+    @property
+    def marker(self) -> str:
+        """The argument only this lab's server has on its command line: its ``--state-out`` path."""
+        return str(self.server_state_path)
 
     def _load_server_state(self) -> None:
         if self._pid is not None and self._url:
@@ -92,8 +114,9 @@ class SimBackend(Backend):
             data = json.loads(self.server_state_path.read_text())
         except (OSError, ValueError):
             return
-        self._pid = int(data.get("pid") or 0) or None
-        self._url = data.get("url") or None
+        pid = data.get("pid") if isinstance(data, dict) else None
+        self._pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+        self._url = (data.get("url") or None) if isinstance(data, dict) else None
 
     def serve_argv(self) -> list[str]:
         return [
@@ -113,7 +136,9 @@ class SimBackend(Backend):
             commands=[self.serve_argv()],
             notes=[
                 f"a simulated cluster of {self.spec.node_count} nodes served on 127.0.0.1 (no Docker, no root)",
-                "Cilium is installed by the simulator from the real chart when ../shared/charts has it",
+                "Cilium is installed by the simulator from the real chart (the spec's local chart, else the one "
+                "$CILIUM_LABS_CHARTS_DIR has for the version) when helm-python-sdk is installed; "
+                "otherwise from config derived from the values",
                 *(["faults applied after the rollout: " + ", ".join(self.spec.sim.faults)]
                   if self.spec.sim.faults else []),
             ],
@@ -131,15 +156,18 @@ class SimBackend(Backend):
 
     def up(self, *, keep_on_failure: bool = False) -> None:
         self._load_server_state()
-        if self._pid is not None and _run.pid_alive(self._pid) and self._answers():
+        if self._pid is not None and self._owns(self._pid) and self._answers():
             self.progress(f"simulated cluster already running (pid {self._pid}, {self._url})")
+            self.adopted = True
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / SPEC_FILE).write_text(dumps(self.spec))
+        # the spec carries helm_values, which may hold secrets: 0600 like every file that may hold values
+        atomic_write(self.state_dir / SPEC_FILE, dumps(self.spec))
         self.server_state_path.unlink(missing_ok=True)
         self.kubeconfig_path.unlink(missing_ok=True)
         self.progress(f"starting the simulated cluster ({self.spec.node_count} nodes)")
         self._pid = _run.spawn(self.serve_argv(), self.log_path)
+        ident = procid.read(self._pid)
+        self._identity = ident.to_dict() if ident is not None else None
         try:
             self._wait_started()
         except CiliumLabsError:
@@ -172,9 +200,18 @@ class SimBackend(Backend):
 
     def down(self) -> None:
         self._load_server_state()
-        self._terminate()
-        for path in (self.server_state_path, self.kubeconfig_path):
-            path.unlink(missing_ok=True)
+        if self._pid is not None:
+            verdict = procid.check(self._pid, self._identity, self.marker)
+            if verdict.ours:
+                _stop(self._pid)
+            elif verdict.ownership is procid.Ownership.FOREIGN:
+                # our server is gone and its pid went to someone else: never signal a stranger
+                self.progress(f"warning: {verdict.reason}; left alone (the lab's simulator has exited)")
+            self._pid = None
+        for proc in procid.find(self.marker, also="cilium_labs.sim"):  # one the record does not name
+            self.progress(f"stopping simulator pid {proc.pid}, which serves this lab but was not recorded")
+            _stop(proc.pid)
+        self._remove_files()
         if self.spec.sim.datapath == "netns":
             # the server removes its namespaces on SIGTERM; a server that crashed or was killed left them
             from ..sim import netns
@@ -182,32 +219,42 @@ class SimBackend(Backend):
             netns.cleanup(netns.lab_prefix(self.spec.name))
 
     def _terminate(self) -> None:
-        pid = self._pid
-        if pid is None or not _run.pid_alive(pid):
-            self._pid = None
-            return
-        if not self._is_simulator(pid):
-            raise BackendError(f"pid {pid} is not a cilium-labs simulator any more; not signalling it",
-                               fix=f"remove {self.server_state_path} if the simulator is gone")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _run.pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _run.pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        """Stop the server this backend started in this process (after a failed start)."""
+        if self._pid is not None and self._owns(self._pid):
+            _stop(self._pid)
         self._pid = None
 
-    @staticmethod
-    def _is_simulator(pid: int) -> bool:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return True  # no /proc: trust the recorded pid
-        return b"cilium_labs.sim" in cmdline or any(b"cilium-labs" in part for part in cmdline)
+    def force_down(self) -> None:
+        """Every simulator serving this lab's state folder (found in ``/proc`` by its ``--state-out`` path, so
+        a lost or damaged record does not matter), then the lab's network namespaces."""
+        self._pid = None
+        for proc in procid.find(self.marker, also="cilium_labs.sim"):
+            self.progress(f"stopping simulator pid {proc.pid} ({proc.command[:80]})")
+            _stop(proc.pid)
+        self._remove_files()
+        from ..sim import netns
+
+        if os.geteuid() == 0 and _run.which("ip") is not None and netns.namespaces(netns.lab_prefix(self.spec.name)):
+            netns.cleanup(netns.lab_prefix(self.spec.name))
+
+    def leftovers(self) -> list[str]:
+        left = [f"simulator pid {p.pid}: {p.command}" for p in procid.find(self.marker, also="cilium_labs.sim")]
+        if os.geteuid() == 0 and _run.which("ip") is not None:
+            from ..sim import netns
+
+            left += [f"network namespace {n}" for n in netns.namespaces(netns.lab_prefix(self.spec.name))]
+        return left
+
+    def _remove_files(self) -> None:
+        for path in (self.server_state_path, self.kubeconfig_path):
+            path.unlink(missing_ok=True)
+
+    def _owns(self, pid: int) -> bool:
+        return procid.check(pid, self._identity, self.marker).ours
 
     def is_up(self) -> bool:
         self._load_server_state()
-        return self._pid is not None and _run.pid_alive(self._pid) and self._answers()
+        return self._pid is not None and self._owns(self._pid) and self._answers()
 
     # -- the API ----------------------------------------------------------------------------------------------
     def _credentials(self) -> tuple[str, ssl.SSLContext, str]:
@@ -274,7 +321,11 @@ class SimBackend(Backend):
     def install_cilium(self, values: dict[str, Any], version: str) -> None:
         """Install through the simulator (it renders the real chart), wait for the agents, then apply the
         spec's faults."""
-        state = self._request("POST", "/sim/v1/install", {"values": values, "version": version}, timeout=120.0)
+        body: dict[str, Any] = {"values": values, "version": version}
+        chart = self._local_chart()
+        if chart is not None:
+            body["chart"] = chart
+        state = self._request("POST", "/sim/v1/install", body, timeout=120.0)
         cilium = state.get("cilium") or {}
         self.progress(f"simulated Cilium {cilium.get('version')} from {cilium.get('source')}: "
                       f"routing {cilium.get('routing')} {cilium.get('tunnelProtocol') or ''}".rstrip())
@@ -287,6 +338,13 @@ class SimBackend(Backend):
         early = [f for f in self.spec.sim.faults if f.split(":", 1)[0] not in ROLLOUT_BLOCKING]
         if early:
             self.set_faults(early)
+
+    def _local_chart(self) -> str | None:
+        """The spec's chart when it is a local directory or ``.tgz``: the simulator renders that one."""
+        from ..cilium.install import chart_source
+
+        source = chart_source(self.spec)
+        return source.ref if source.kind == "local" else None
 
     def after_install(self) -> None:
         """Apply the faults a rollout would wait on forever (``agent-down``): call once the installer has seen
@@ -320,6 +378,24 @@ class SimBackend(Backend):
         out.write_text(json.dumps(state, indent=2) + "\n")
         written.append(out)
         return written
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM (the server removes its namespaces on it), SIGKILL after ``STOP_TIMEOUT_S``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _run.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _run.pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        while _run.pid_alive(pid) and time.monotonic() < deadline + STOP_TIMEOUT_S:
+            time.sleep(0.05)
 
 
 class SimNetnsBackend(SimBackend):

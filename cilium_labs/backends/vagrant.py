@@ -289,6 +289,22 @@ class VagrantBackend(Backend):
         _run.run(["virsh", "-c", LIBVIRT_URI, "net-destroy", name], check=False, timeout=60)
         _run.run(["virsh", "-c", LIBVIRT_URI, "net-undefine", name], check=True, timeout=60)
 
+    @classmethod
+    def recognises(cls, state_dir: Path) -> bool:
+        return (state_dir / "vagrant").is_dir()
+
+    def leftovers(self) -> list[str]:
+        """The lab's VMs as vagrant-libvirt recorded them, and its libvirt network if it still exists."""
+        machines = self.work_dir / ".vagrant" / "machines"
+        left = [f"VM {p.parent.parent.name} (libvirt id {p.read_text().strip()})"
+                for p in sorted(machines.glob("*/libvirt/id"))] if machines.is_dir() else []
+        if _run.which("virsh") is not None:
+            name = network_name(self.spec)
+            res = _run.run(["virsh", "-c", LIBVIRT_URI, "net-info", name], check=False, timeout=60)
+            if res.returncode == 0:
+                left.append(f"libvirt network {name}")
+        return left
+
     def machine_states(self) -> dict[str, MachineState]:
         """``vagrant status --machine-readable`` of this lab; empty when nothing was ever written."""
         if not self.lab_file.is_file():

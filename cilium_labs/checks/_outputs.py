@@ -194,9 +194,12 @@ def _ipcache_entry(key: str, value: str) -> tuple[dict[str, Any], ...]:
 
 
 Addr = tuple[str, int]
-Key = tuple[str, int, str]
-Index = dict[Key, dict[Addr, str]]
-"""Frontend (IP, port, protocol or "") -> backend (IP, port) -> state: what the services check compares."""
+Key = tuple[str, int, str, str]
+"""A frontend: (IP, port, protocol or "", scope: "" for external, "i" for internal)."""
+Row = tuple[str, dict[Addr, str]]
+"""A frontend's service type (``ClusterIP``... ``ClusterIP (Remote)`` for clustermesh) and its backends' states."""
+Index = dict[Key, Row]
+"""Frontend -> (type, backend (IP, port) -> state): what the services check compares."""
 
 
 def service_index(text: str, *, with_proto: bool) -> Index:
@@ -217,8 +220,8 @@ def _service_index(text: str, with_proto: bool) -> Index:
 
 
 def index_entries(entries: list[dict[str, Any]], *, with_proto: bool) -> Index:
-    """Normalized entries by frontend; entries sharing one (internal and external scope) are merged, and a
-    backend's non-active state wins over ``active``."""
+    """Normalized entries by frontend (address, protocol and scope); a backend's non-active state wins over
+    ``active`` should one frontend be listed twice."""
     out: Index = {}
     for e in entries:
         addr = _split(e.get("frontend") or "")
@@ -227,7 +230,9 @@ def index_entries(entries: list[dict[str, Any]], *, with_proto: bool) -> Index:
         proto = (e.get("protocol") or "").upper() if with_proto else ""
         if proto in ("ANY", "NONE"):
             proto = ""
-        backends = out.setdefault((addr[0], addr[1], proto), {})
+        kind = str(e.get("type") or "") + (" (Remote)" if e.get("remote") else "")
+        key = (addr[0], addr[1], proto, "i" if e.get("scope") == "internal" else "")
+        backends = out.setdefault(key, (kind, {}))[1]
         for b in e.get("backends") or ():
             baddr = _split(b.get("address") or "")
             if baddr is None:
@@ -254,9 +259,11 @@ def _split(text: str) -> Addr | None:
 
 
 def services(text: str) -> list[dict[str, Any]]:
-    """``service list`` (text or ``-o json``) -> ``[{"id","frontend","protocol","type","backends":
-    [{"address","state","preferred"}]}]``: the tolerant parser, for what ``_index_fast`` declines."""
-    return list(parse.parse_service_list(_compact(text)).to_dict()["services"])
+    """``service list`` (text or ``-o json``) -> ``[{"id","frontend","protocol","type","scope","backends":
+    [{"address","state","preferred"}], "scope", "remote"}]``: the tolerant parser, for what ``_index_fast``
+    declines. The parser's normalized shape leaves the scope and the clustermesh flag out; they are kept here."""
+    table = parse.parse_service_list(_compact(text))
+    return [{**s.to_dict(), "scope": s.scope, "remote": s.remote} for s in table.services]
 
 
 # -- the fast path for `service list` text -----------------------------------------------------------------------
@@ -267,17 +274,17 @@ _ADDR = re.compile(
 
 
 @functools.lru_cache(maxsize=65536)
-def _key(token: str) -> tuple[str, int, str] | None:
-    """A frontend or backend token -> (canonical IP, port, protocol or "")."""
+def _key(token: str) -> tuple[str, int, str, str] | None:
+    """A frontend or backend token -> (canonical IP, port, protocol or "", "i" or "")."""
     m = _ADDR.match(token)
     if m is None:
         return None
-    v6, v4, port, proto, _scope = m.groups()
+    v6, v4, port, proto, scope = m.groups()
     try:
         ip = ipaddress.ip_address(v6 or v4)
     except ValueError:
         return None
-    return (str(ip), int(port), proto or "") if int(port) <= 65535 else None
+    return (str(ip), int(port), proto or "", "i" if scope else "") if int(port) <= 65535 else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -294,7 +301,7 @@ def _state(tail: str) -> str | None:
 
 
 _LINE = re.compile(
-    r"^(?:(\d+)[ \t]+(\S+)[ \t]+[A-Za-z][\w-]*( \(Remote\))?|[ \t]+)"
+    r"^(?:(\d+)[ \t]+(\S+)[ \t]+([A-Za-z][\w-]*)( \(Remote\))?|[ \t]+)"
     r"(?:[ \t]*\d+ => (\S+)((?:[ \t]+\([a-z][a-z-]*\))*))?[ \t]*$",
     re.MULTILINE,
 )
@@ -317,13 +324,13 @@ def _index_fast(text: str, with_proto: bool) -> Index | None:
         return None
     out: Index = {}
     backends: dict[Addr, str] | None = None
-    for sid, fe_token, remote, be_token, tail in rows:
+    for sid, fe_token, kind, remote, be_token, tail in rows:
         if sid:
             fe = _key(fe_token)
             if fe is None or remote:
                 return None
             proto = fe[2] if with_proto and fe[2] not in ("ANY", "NONE") else ""
-            backends = out.setdefault((fe[0], fe[1], proto), {})
+            backends = out.setdefault((fe[0], fe[1], proto, fe[3]), (kind, {}))[1]
             if not be_token:
                 continue
         elif not be_token:
@@ -332,7 +339,7 @@ def _index_fast(text: str, with_proto: bool) -> Index | None:
             return None
         be = _key(be_token)
         state = _state(tail)
-        if be is None or state is None:
+        if be is None or state is None or be[3]:
             return None
         baddr = (be[0], be[1])
         if backends.get(baddr, "active") == "active":

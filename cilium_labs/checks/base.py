@@ -1,7 +1,9 @@
 """What every check is and returns: findings that name the node, the object, and expected against found.
 
 A check looks at the cluster through a ``CheckContext`` (a kubeconfig's worth of access plus the agents) and
-returns a list of ``Finding``; an empty list means it passed. It raises ``Skip`` when it does not apply (tunnel
+returns a list of ``Finding``; a check passes when none of them is an error. A finding is an ``error`` (the cluster
+is not as it should be) or a ``warning`` (something worth saying that does not make the cluster wrong: API hiccups
+that retries absorbed); ``verify --strict`` fails on warnings too. It raises ``Skip`` when it does not apply (tunnel
 maps under native routing), which is a pass with a reason, not a failure. Anything that breaks inside a check
 becomes a finding of that check, so one broken check never hides the others' results.
 """
@@ -9,7 +11,7 @@ becomes a finding of that check, so one broken check never hides the others' res
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 
@@ -17,6 +19,9 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from .context import CheckContext
+
+Severity = Literal["error", "warning"]
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
 @attrs.frozen
@@ -32,6 +37,12 @@ class Finding:
     """What is wrong: ``tunnel 10.244.2.0/24``, ``service default/echo 10.96.0.10:80/TCP``, ``daemonset cilium``."""
     expected: str
     found: str
+    severity: Severity = "error"
+    """``error`` fails the check; ``warning`` is reported and fails only under ``--strict``."""
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity != "warning"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +51,7 @@ class Finding:
             "object": self.object,
             "expected": self.expected,
             "found": self.found,
+            "severity": self.severity,
         }
 
 
@@ -56,6 +68,14 @@ class CheckResult:
     details: dict[str, Any] = attrs.field(factory=dict)
     """Structured results beyond findings (the connectivity matrix: source node x destination node)."""
 
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.is_error)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.is_error)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
@@ -69,6 +89,11 @@ class CheckResult:
             out["details"] = self.details
         out["duration_s"] = round(self.duration_s, 3)
         return out
+
+
+def passes(findings: list[Finding] | tuple[Finding, ...]) -> bool:
+    """A check's verdict from its findings: it passes unless one of them is an error."""
+    return not any(f.is_error for f in findings)
 
 
 class Findings(list[Finding]):

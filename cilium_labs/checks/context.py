@@ -21,9 +21,6 @@ from .base import Finding
 T = TypeVar("T")
 Progress = Callable[[str], None]
 
-#: ``cilium-config`` values of ``kube-proxy-replacement`` that make Cilium serve NodePort/ExternalIPs/LB itself.
-KPR_ON = {"true", "strict"}
-
 
 @attrs.frozen
 class NodeInfo:
@@ -134,6 +131,11 @@ class CheckContext:
     def endpoint_slices(self) -> list[Any]:
         return self.read("endpointslices", self.cluster.endpoint_slices)
 
+    def all_pods(self) -> list[Any]:
+        """Every pod of the cluster (the services check needs those with a ``hostPort``: Cilium load-balances
+        them on their node)."""
+        return self.read("all-pods", self.cluster.all_pods)
+
     def expected_routing(self) -> Routing:
         """What the datapath should be: the lab spec's choice, else the ``cilium-config`` ConfigMap's."""
         if self.spec is not None:
@@ -143,20 +145,6 @@ class CheckContext:
         if cfg is None:
             return Routing("tunnel", "vxlan", "Cilium's default (no cilium-config ConfigMap)")
         return config_routing(cfg)
-
-    def kube_proxy_replacement(self) -> dict[str, bool]:
-        """Which service types Cilium itself load-balances, from ``cilium-config`` (else the spec)."""
-        cfg = self.cilium_config() or {}
-        kpr = cfg.get("kube-proxy-replacement", "").strip().lower()
-        if not kpr and self.spec is not None:
-            kpr = "true" if self.spec.kube_proxy_replacement else "false"
-        on = kpr in KPR_ON
-        nodeport = on or _truthy(cfg.get("enable-node-port"))
-        return {
-            "nodeport": nodeport,
-            "external_ips": on or _truthy(cfg.get("enable-external-ips")),
-            "loadbalancer": nodeport,
-        }
 
     # -- agent results -----------------------------------------------------------------------------------------
     @staticmethod
@@ -201,10 +189,6 @@ def config_routing(cfg: dict[str, str]) -> Routing:
         proto = proto or (legacy if legacy != "disabled" else "")
     mode = mode or "tunnel"
     return Routing(mode, (proto or "vxlan") if mode == "tunnel" else None, "cilium-config ConfigMap")
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes", "enabled")
 
 
 def _norm_cidr(value: str) -> str:

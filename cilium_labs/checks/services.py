@@ -1,374 +1,246 @@
-"""``services``: does every agent load-balance every Service to exactly its ready endpoints?
+"""``services``: does every agent load-balance what Cilium's own rules say it should?
 
-Expected, per agent: each Service's frontends (ClusterIPs; with kube-proxy replacement also the NodePort on
-``0.0.0.0``/``[::]`` and on the agent's own node IPs, LoadBalancer ingress IPs and ExternalIPs; per IP family)
-with the ready endpoints of its EndpointSlices as backends (only the node's own endpoints where a traffic
-policy is ``Local``). Actual: the agent's ``service list``. This is the recipe's ``cilium service list``
-loop, compared by machine.
+Expected, per agent: ``cilium.lb_model`` (frontends and backends with their states and scopes, per Cilium
+version, written from Cilium's source) fed with what the Kubernetes API says: Services, EndpointSlices, the pods
+with a hostPort, the node's addresses and the ``cilium-config`` settings. Actual: the agent's ``service list``.
+This is the recipe's ``cilium service list`` loop, compared by machine, scope by scope: the external-scope
+frontend of an ``externalTrafficPolicy: Local`` Service is compared on its own, since on the node of the pod it
+must hold that pod and elsewhere nothing (an internal-scope ``/i`` copy holds them all).
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
-import attrs
+from kubernetes import client
 
-from ..cilium.agents import AgentResult
+from ..cilium import lb_model
+from ..cilium.agents import AgentResult, with_retries
+from ..cilium.lb_model import AgentConfig, Frontend
 from ..errors import ParseError
 from . import _outputs
 from .base import Finding, register
 from .context import CheckContext, NodeInfo
 
 NAME = "services"
-PROTOCOL_IN_KEY_SINCE = (1, 18, 0)
-"""Before the 1.18 load-balancer control plane a frontend was IP:port, one entry for TCP and UDP alike."""
-PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
-"""Services carrying this label belong to another proxy; Cilium leaves them alone, as kube-proxy does."""
-TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints")
+UNKNOWN_NEW: lb_model.Version = (1, 20, 0)
+UNKNOWN_OLD: lb_model.Version = (1, 16, 0)
+"""When no agent tells its version: a table with ``/TCP`` suffixes is read by the newest rules, one without by
+the last release that prints none."""
 
-_NODEPORT_TYPES = ("NodePort", "LoadBalancer")
-
-Addr = tuple[str, int]
-"""(canonical IP, port)"""
-
-
-@attrs.define(eq=False)
-class _Frontend:
-    """One frontend an agent should have; its backends are read from the Service port it belongs to."""
-
-    sp: _ServicePort
-    ip: str
-    port: int
-    fam: int
-    kind: str
-    """ClusterIP, NodePort, LoadBalancer, ExternalIPs."""
-    external: bool
-    local_only: bool = attrs.field(init=False)
-    """A ``Local`` traffic policy applies: only the node's own endpoints are backends."""
-    ready: set[Addr] = attrs.field(init=False)
-    terminating: set[Addr] = attrs.field(init=False)
-    ideal: dict[Addr, str] | None = attrs.field(init=False)
-    """What a healthy agent shows (every ready endpoint, active), when that is the same on every node."""
-
-    def __attrs_post_init__(self) -> None:
-        self.local_only = self.sp.external_local if self.external else self.sp.internal_local
-        self.ready = self.sp.ready.get(self.fam, _EMPTY)
-        self.terminating = self.sp.terminating.get(self.fam, _EMPTY)
-        self.ideal = None if self.local_only else dict.fromkeys(self.ready, "active")
-
-    @property
-    def service(self) -> str:
-        return self.sp.service
-
-    @property
-    def protocol(self) -> str:
-        return self.sp.protocol
-
-    @property
-    def label(self) -> str:
-        return f"{_fmt(self.ip, self.port)}/{self.sp.protocol}"
-
-    def expected_backends(self, node: str) -> set[Addr]:
-        if self.local_only:
-            return self.sp.ready_by_node.get(node, {}).get(self.fam, _EMPTY)
-        return self.ready
-
-
-_EMPTY: set[Addr] = set()
-
-Key = tuple[str, int, str]
-"""(IP, port, protocol); the protocol is "" where the agent's version does not key frontends by it."""
-
-
-@attrs.define
-class _ServicePort:
-    service: str
-    protocol: str
-    port: int
-    node_port: int | None
-    families: list[int]
-    cluster_ips: list[str]
-    lb_ips: list[str]
-    external_ips: list[str]
-    external_local: bool
-    internal_local: bool
-    ready: dict[int, set[Addr]]
-    ready_by_node: dict[str, dict[int, set[Addr]]]
-    terminating: dict[int, set[Addr]]
-    topology_aware: bool
+Addr = lb_model.Addr
+Key = _outputs.Key
 
 
 class ServicesCheck:
     name = NAME
-    description = "every agent's service table has every Service's frontends with exactly its ready endpoints"
+    description = "every agent's service table has the frontends and backends Cilium's rules give the cluster"
 
     def run(self, ctx: CheckContext) -> list[Finding]:
         pending = ctx.agents.start(list(_outputs.SERVICE_LIST_ARGS))  # the agents answer while we read the API
         ctx.progress(f"services: `service list` on {len(pending)} agents")
         findings = ctx.missing_agents(NAME)
-        ports = service_ports(ctx.services(), ctx.endpoint_slices())
-        kpr = ctx.kube_proxy_replacement()
-        version = ctx.agents.version
-        with_proto = version is not None and version >= PROTOCOL_IN_KEY_SINCE
+        objects = lb_model.Objects(
+            as_json(ctx.services()), as_json(ctx.endpoint_slices()), as_json(ctx.all_pods())
+        )
         nodes = ctx.node_infos()
-        common = group(common_frontends(ports, kpr), with_proto=with_proto)  # the same on every agent
+        settings = ctx.cilium_config()
+        kpr = ctx.spec.kube_proxy_replacement if ctx.spec is not None else None
+        version = ctx.agents.version
+        unexplained: list[tuple[AgentResult, AgentConfig, lb_model.Node]] = []
         for res in pending.as_completed():
+            bad = ctx.unusable(NAME, res, WHAT)
+            if bad is not None:
+                findings.append(bad)
+                continue
+            v = version or (UNKNOWN_NEW if "/TCP" in res.stdout or "/UDP" in res.stdout else UNKNOWN_OLD)
+            cfg = AgentConfig.from_cilium_config(v, settings, kpr=kpr)
             info = nodes.get(res.node) or NodeInfo(res.node, (), ())
-            expected = merge(common, group(node_frontends(ports, info, kpr), with_proto=with_proto))
-            findings += _compare_agent(ctx, res, expected, with_proto=with_proto)
+            node = lb_model.Node(res.node, lb_model.node_addresses(info.internal_ips))
+            found = _compare_agent(res, objects.frontends(cfg, node), cfg)
+            if any(f.kind == STALE for f in found):
+                unexplained.append((res, cfg, node))
+            findings += found
+        if unexplained:
+            findings = _confirm_stale(ctx, findings, unexplained)
         return findings
 
 
-# -- expected ------------------------------------------------------------------------------------------------
-def service_ports(services: list[Any], slices: list[Any]) -> list[_ServicePort]:
-    """Every Service port Cilium should serve, with its ready endpoints resolved from EndpointSlices."""
-    by_service: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for sl in slices:
-        labels = (sl.metadata.labels or {}) if sl.metadata else {}
-        name = labels.get("kubernetes.io/service-name")
-        if name:
-            by_service[(sl.metadata.namespace, name)].append(sl)
-    out: list[_ServicePort] = []
-    for svc in services:
-        meta, spec = svc.metadata, svc.spec
-        if spec is None or spec.type == "ExternalName" or PROXY_NAME_LABEL in (meta.labels or {}):
-            continue
-        cluster_ips = [ip for ip in (_field(spec, "cluster_ips") or [spec.cluster_ip]) if ip and ip != "None"]
-        if not cluster_ips:
-            continue  # headless: DNS only, nothing to load-balance
-        families: list[int] = sorted({int(ipaddress.ip_address(ip).version) for ip in cluster_ips})
-        annotations = meta.annotations or {}
-        topology = any(str(annotations.get(a, "")).lower() not in ("", "disabled") for a in TOPOLOGY_ANNOTATIONS)
-        lb_ips = [
-            ing.ip
-            for ing in ((svc.status.load_balancer.ingress or []) if svc.status and svc.status.load_balancer else [])
-            if getattr(ing, "ip", None)
-        ]
-        svc_name = f"{meta.namespace}/{meta.name}"
-        for port in spec.ports or []:
-            proto = (port.protocol or "TCP").upper()
-            ready: dict[int, set[Addr]] = defaultdict(set)
-            by_node: dict[str, dict[int, set[Addr]]] = defaultdict(lambda: defaultdict(set))
-            terminating: dict[int, set[Addr]] = defaultdict(set)
-            for sl in by_service.get((meta.namespace, meta.name), []):
-                if sl.address_type not in ("IPv4", "IPv6"):
-                    continue
-                target = _slice_port(sl, port.name or "", proto)
-                if target is None:
-                    continue
-                fam = 4 if sl.address_type == "IPv4" else 6
-                for ep in sl.endpoints or []:
-                    cond = ep.conditions
-                    is_ready = cond is None or cond.ready is None or bool(cond.ready)
-                    is_term = cond is not None and bool(cond.terminating)
-                    for ip in ep.addresses or []:
-                        addr = (_canon(ip), target)
-                        if is_ready and not is_term:
-                            ready[fam].add(addr)
-                            by_node[ep.node_name or ""][fam].add(addr)
-                        elif is_term or (cond is not None and cond.serving):
-                            terminating[fam].add(addr)
-            out.append(
-                _ServicePort(
-                    service=svc_name,
-                    protocol=proto,
-                    port=int(port.port),
-                    node_port=int(port.node_port)
-                    if port.node_port and spec.type in ("NodePort", "LoadBalancer")
-                    else None,
-                    families=families,
-                    cluster_ips=cluster_ips,
-                    lb_ips=lb_ips if spec.type == "LoadBalancer" else [],
-                    external_ips=list(_field(spec, "external_ips") or []),
-                    external_local=(spec.external_traffic_policy or "Cluster") == "Local",
-                    internal_local=(spec.internal_traffic_policy or "Cluster") == "Local",
-                    ready=ready,
-                    ready_by_node=by_node,
-                    terminating=terminating,
-                    topology_aware=topology,
-                )
-            )
+STALE = "frontend-stale"
+
+
+def _confirm_stale(
+    ctx: CheckContext, findings: list[Finding], suspects: list[tuple[AgentResult, AgentConfig, lb_model.Node]]
+) -> list[Finding]:
+    """Read the API again before calling a frontend stale: a Service created while the agents answered (another
+    check's workload, a user) is on the agent but not in the first read. Only what the second read does not
+    explain either stays a finding."""
+    cl = ctx.cluster
+    fresh = lb_model.Objects(
+        as_json(with_retries(cl.services, what="services")),
+        as_json(with_retries(cl.endpoint_slices, what="endpointslices")),
+        as_json(with_retries(cl.all_pods, what="all-pods")),
+    )
+    keep = [f for f in findings if f.kind != STALE or f.node not in {res.node for res, _, _ in suspects}]
+    for res, cfg, node in suspects:
+        actual = _outputs.service_index(res.stdout, with_proto=cfg.by_protocol)
+        want = {fe.key(cfg.by_protocol): fe for fe in fresh.frontends(cfg, node)}
+        keep += [f for f in _unexplained(res.node, want, actual, cfg.by_protocol) if f.kind == STALE]
+    return keep
+
+
+WHAT = f"`{' '.join(_outputs.SERVICE_LIST_ARGS)}`"
+
+_API = client.ApiClient.__new__(client.ApiClient)  # only its serializer is used: no configuration, no pool
+
+
+def as_json(objects: Iterable[Any]) -> list[dict[str, Any]]:
+    """Kubernetes objects as the API's JSON: the view's own JSON for ``Cluster``'s lazy views, the client's
+    serialization for its model objects, dicts as they are."""
+    out = []
+    for obj in objects:
+        data = getattr(obj, "_data", None) if not isinstance(obj, dict) else obj
+        if not isinstance(data, dict):
+            data = _API.sanitize_for_serialization(obj)
+        out.append(data)
     return out
-
-
-def _field(obj: Any, name: str) -> Any:
-    """``cluster_ips`` in kubernetes client 36+, ``cluster_i_ps`` before (the generator's old camel-case split)."""
-    value = getattr(obj, name, None)
-    if value is None:
-        value = getattr(obj, name.replace("ips", "i_ps"), None)
-    return value
-
-
-def _slice_port(sl: Any, name: str, proto: str) -> int | None:
-    for p in sl.ports or []:
-        if (p.name or "") == name and (p.protocol or "TCP").upper() == proto and p.port is not None:
-            return int(p.port)
-    return None
-
-
-def _frontend(sp: _ServicePort, ip: str, port: int, kind: str, external: bool) -> _Frontend:
-    canon = _canon(ip)
-    return _Frontend(sp, canon, port, 6 if ":" in canon else 4, kind, external)
-
-
-def common_frontends(ports: list[_ServicePort], kpr: dict[str, bool]) -> list[_Frontend]:
-    """Frontends every agent should have: ClusterIPs; with kube-proxy replacement the NodePort on the
-    unspecified address, LoadBalancer ingress IPs and ExternalIPs."""
-    out: list[_Frontend] = []
-    for sp in ports:
-        out += [_frontend(sp, ip, sp.port, "ClusterIP", False) for ip in sp.cluster_ips]
-        if sp.node_port and kpr.get("nodeport"):
-            out += [_frontend(sp, "0.0.0.0" if f == 4 else "::", sp.node_port, "NodePort", True) for f in sp.families]
-        if kpr.get("loadbalancer"):
-            out += [_frontend(sp, ip, sp.port, "LoadBalancer", True) for ip in sp.lb_ips]
-        if kpr.get("external_ips"):
-            out += [_frontend(sp, ip, sp.port, "ExternalIPs", True) for ip in sp.external_ips]
-    return out
-
-
-def node_frontends(ports: list[_ServicePort], node: NodeInfo, kpr: dict[str, bool]) -> list[_Frontend]:
-    """Frontends only this node's agent has: the NodePort on the node's own addresses."""
-    if not kpr.get("nodeport"):
-        return []
-    node_ips = {ipaddress.ip_address(ip).version: _canon(ip) for ip in reversed(node.internal_ips)}
-    out: list[_Frontend] = []
-    for sp in ports:
-        if sp.node_port:
-            out += [_frontend(sp, node_ips[f], sp.node_port, "NodePort", True) for f in sp.families if f in node_ips]
-    return out
-
-
-def expected_frontends(ports: list[_ServicePort], node: NodeInfo, kpr: dict[str, bool]) -> list[_Frontend]:
-    """Every frontend one agent should have."""
-    return common_frontends(ports, kpr) + node_frontends(ports, node, kpr)
-
-
-Grouped = dict[str, dict[Key, list[_Frontend]]]
-"""Service -> frontend key -> the expected frontends sharing that key (TCP and UDP before 1.18)."""
-
-
-def group(frontends: list[_Frontend], *, with_proto: bool) -> Grouped:
-    out: Grouped = {}
-    for fe in frontends:
-        key = (fe.ip, fe.port, fe.protocol if with_proto else "")
-        out.setdefault(fe.service, {}).setdefault(key, []).append(fe)
-    return out
-
-
-def merge(common: Grouped, extra: Grouped) -> Grouped:
-    if not extra:
-        return common
-    out = dict(common)
-    for service, keys in extra.items():
-        out[service] = {**out.get(service, {}), **keys}
-    return out
-
-
-# -- actual --------------------------------------------------------------------------------------------------
-Actual = _outputs.Index
-"""Frontend key -> backend address -> state (``active``, ``terminating``, ``quarantined``, ``maintenance``)."""
-
-
-def actual_frontends(entries: list[dict[str, Any]], *, with_proto: bool) -> Actual:
-    """The agent's table (normalized entries) by frontend."""
-    return _outputs.index_entries(entries, with_proto=with_proto)
 
 
 # -- comparison ----------------------------------------------------------------------------------------------
-def _compare_agent(ctx: CheckContext, res: AgentResult, expected: Grouped, *, with_proto: bool) -> list[Finding]:
-    what = f"`{' '.join(_outputs.SERVICE_LIST_ARGS)}`"
-    bad = ctx.unusable(NAME, res, what)
-    if bad is not None:
-        return [bad]
+def _compare_agent(res: AgentResult, expected: list[Frontend], cfg: AgentConfig) -> list[Finding]:
     try:
-        actual = _outputs.service_index(res.stdout, with_proto=with_proto)
+        actual = _outputs.service_index(res.stdout, with_proto=cfg.by_protocol)
     except ParseError as exc:
-        return [Finding(NAME, res.node, "unparsable-output", what, "the agent's service table", exc.message)]
-    return compare(res.node, expected, actual)
+        return [Finding(NAME, res.node, "unparsable-output", WHAT, "the agent's service table", exc.message)]
+    return compare(res.node, expected, actual, by_protocol=cfg.by_protocol)
 
 
-def compare(node: str, expected: Grouped, actual: Actual) -> list[Finding]:
-    """One agent's findings: services or frontends it lacks, backends missing, stale or not active."""
+def compare(node: str, expected: list[Frontend], actual: _outputs.Index, *, by_protocol: bool) -> list[Finding]:
+    """One agent's findings: what it lacks, what it has that nothing explains, and backends that differ."""
     findings: list[Finding] = []
-    for service, keys in expected.items():
-        found: list[tuple[list[_Frontend], dict[Addr, str] | None]] = []
-        for key, fes in keys.items():
-            have = actual.get(key)
-            if have is None and key[2]:
-                have = actual.get((key[0], key[1], ""))  # an agent that does not say the protocol
-            found.append((fes, have))
-        if all(have is None for _, have in found):
-            labels = sorted({fe.label for fes, _ in found for fe in fes})
+    want: dict[Key, Frontend] = {}
+    by_service: dict[str, list[Frontend]] = defaultdict(list)
+    for fe in expected:
+        want[fe.key(by_protocol)] = fe
+        by_service[fe.service].append(fe)
+    for fes in by_service.values():
+        found = [(fe, _lookup(actual, fe.key(by_protocol))) for fe in fes]
+        if all(row is None for _, row in found) and not all(fe.optional for fe in fes):
+            labels = sorted({_label(fe, by_protocol) for fe in fes if not fe.optional})
             findings.append(
                 Finding(
-                    NAME,
-                    node,
-                    "service-missing",
-                    f"service {service}",
-                    "frontends " + ", ".join(labels),
-                    "none of them",
+                    NAME, node, "service-missing", _owner(fes[0]), "frontends " + ", ".join(labels), "none of them"
                 )
             )
             continue
-        for fes, have in found:
-            if have is None:
-                obj = f"service {service} {fes[0].label}"
-                findings.append(Finding(NAME, node, "frontend-missing", obj, f"{fes[0].kind} frontend", "no entry"))
-            elif len(fes) > 1 or have != fes[0].ideal:  # equal: healthy, decided in one C-level comparison
-                findings += _compare_backends(node, f"service {service} {fes[0].label}", fes, have)
+        present_optional = {_optional_group(fe) for fe, row in found if fe.optional and row is not None}
+        for fe, row in found:
+            if row is None:
+                if not fe.optional or _optional_group(fe) not in present_optional:
+                    obj = f"{_owner(fe)} {_label(fe, by_protocol)}"
+                    findings.append(Finding(NAME, node, "frontend-missing", obj, f"{fe.type} frontend", "no entry"))
+                    present_optional.add(_optional_group(fe))  # one finding for a group of alternatives
+            elif row[1] != fe.expect:  # equal: healthy, decided in one C-level comparison
+                findings += _compare_backends(node, f"{_owner(fe)} {_label(fe, by_protocol)}", fe, row[1])
+    findings += _unexplained(node, want, actual, by_protocol)
     return findings
 
 
-def _as_expected(want: set[Addr], have: dict[Addr, str]) -> bool:
-    """Exactly the expected backends, all active: the common case, decided without building anything."""
-    return len(have) == len(want) and all(have.get(a) == "active" for a in want)
+def _lookup(actual: _outputs.Index, key: Key) -> _outputs.Row | None:
+    row = actual.get(key)
+    if row is None and key[2]:
+        row = actual.get((key[0], key[1], "", key[3]))  # an agent that does not say the protocol
+    return row
 
 
-def _compare_backends(node: str, obj: str, fes: list[_Frontend], have: dict[Addr, str]) -> list[Finding]:
-    if len(fes) == 1:
-        fe = fes[0]
-        want, ready, term = fe.expected_backends(node), fe.ready, fe.terminating
-        check_missing = not fe.sp.topology_aware
-    else:  # TCP and UDP of one Service share the frontend (before 1.18): expect the union
-        want = set().union(*(f.expected_backends(node) for f in fes))
-        ready = set().union(*(f.ready for f in fes))
-        term = set().union(*(f.terminating for f in fes))
-        check_missing = not any(f.sp.topology_aware for f in fes)
-    if _as_expected(want, have):
-        return []
+def _optional_group(fe: Frontend) -> tuple[str, str, str, str]:
+    return (fe.service, fe.type, fe.ip, fe.scope)
+
+
+def _owner(fe: Frontend) -> str:
+    return f"pod {fe.service} hostPort" if fe.type == "HostPort" else f"service {fe.service}"
+
+
+def _label(fe: Frontend, by_protocol: bool) -> str:
+    """``10.96.0.10:53/UDP``, or ``10.96.0.10:53`` where the agent keys frontends without the protocol; an
+    internal-scope frontend ends in ``/i`` as the agent prints it."""
+    return fe.label(by_protocol)
+
+
+def _compare_backends(node: str, obj: str, fe: Frontend, have: dict[Addr, str]) -> list[Finding]:
+    if any(have == {b.addr: b.state for b in alt} for alt in fe.alternatives):
+        return []  # the other Service port of a TCP+UDP pair (before 1.17, Cilium picks one)
+    want = fe.expect
     out: list[Finding] = []
-    if check_missing:
-        for addr in sorted(want - have.keys()):
-            out.append(
-                Finding(NAME, node, "backend-missing", f"{obj} backend {_fmt(*addr)}", "active backend", "absent")
-            )
+    if not fe.topology_aware:  # topology hints may leave remote endpoints out on purpose
+        for addr in sorted(want.keys() - have.keys()):
+            label = f"{obj} backend {lb_model.fmt_addr(*addr)}"
+            if fe.local:
+                out.append(
+                    Finding(
+                        NAME, node, "local-backend-missing", label,
+                        f"{want[addr]} backend: this node's endpoint (traffic policy Local, {fe.scope} scope)",
+                        "absent",
+                    )
+                )
+            else:
+                out.append(Finding(NAME, node, "backend-missing", label, f"{want[addr]} backend", "absent"))
     for addr, state in sorted(have.items()):
-        label = f"{obj} backend {_fmt(*addr)}"
-        if addr in ready:
-            if state != "active":
-                out.append(Finding(NAME, node, "backend-not-active", label, "active", state))
-        elif addr in term:
-            if state == "active":
-                out.append(Finding(NAME, node, "backend-stale", label, "terminating (endpoint is terminating)", state))
+        label = f"{obj} backend {lb_model.fmt_addr(*addr)}"
+        expected = want.get(addr)
+        if expected is not None:
+            if state == expected:
+                continue
+            kind = "backend-not-active" if expected == "active" else "backend-wrong-state"
+            out.append(Finding(NAME, node, kind, label, expected, state))
+        elif fe.local and addr in fe.elsewhere:
+            out.append(
+                Finding(
+                    NAME, node, "backend-not-local", label,
+                    f"only this node's endpoints (traffic policy Local, {fe.scope} scope)",
+                    f"{state} backend on another node",
+                )
+            )
         else:
-            out.append(Finding(NAME, node, "backend-stale", label, "absent (not a ready endpoint)", state))
+            out.append(Finding(NAME, node, "backend-stale", label, "absent (no endpoint the agent should use)", state))
     return out
 
 
-# -- addresses (cached: the same few thousand addresses recur on every agent) ---------------------------------
-@functools.lru_cache(maxsize=65536)
-def _canon(ip: str) -> str:
-    try:
-        return str(ipaddress.ip_address(ip.strip()))
-    except ValueError:
-        return ip.strip()
+def _unexplained(node: str, want: dict[Key, Frontend], actual: _outputs.Index, by_protocol: bool) -> list[Finding]:
+    """Frontends the agent has that no Service or pod explains: a Service deleted but still load-balanced.
 
-
-def _fmt(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    Types this model does not produce (``LocalRedirect``, clustermesh ``(Remote)``) are left alone. A NodePort or
+    HostPort frontend on an address of the node other than the ones known (another NodePort device, before 1.18)
+    is read as one more copy of the frontend on ``0.0.0.0``/``[::]`` and its backends compared with that one's."""
+    out: list[Finding] = []
+    keys = set(want)
+    if not by_protocol:
+        keys |= {(k[0], k[1], "", k[3]) for k in want}
+    for key, (kind, backends) in actual.items():
+        if key in keys or kind not in lb_model.TYPES:
+            continue
+        if key[2] == "" and by_protocol and any(k[:2] == key[:2] and k[3] == key[3] for k in want):
+            continue  # an agent that does not say the protocol: matched above
+        ip, port, proto, scope = key
+        label = lb_model.fmt_addr(ip, port) + (f"/{proto}" if proto else "") + ("/i" if scope else "")
+        if kind in ("NodePort", "HostPort") and not ipaddress.ip_address(ip).is_unspecified:
+            zero = "::" if ":" in ip else "0.0.0.0"
+            sibling = want.get((zero, port, proto, scope))
+            if sibling is not None and sibling.type == kind:
+                if backends != sibling.expect:
+                    out += _compare_backends(node, f"{_owner(sibling)} {label}", sibling, backends)
+                continue
+        out.append(
+            Finding(
+                NAME, node, STALE, f"frontend {label} ({kind})",
+                "no frontend: no Service or pod of the cluster has this address and port",
+                f"{kind} frontend with {len(backends)} backend(s)",
+            )
+        )
+    return out
 
 
 register(ServicesCheck())

@@ -13,7 +13,12 @@ import re
 
 import attrs
 
+from .._files import MAX_INPUT_BYTES
 from ..errors import ParseError
+
+MAX_INPUT_LINES = 500_000
+"""The most lines a paste may have: the busiest real output (``service list`` of 10,000 Services with 20 backends
+each) has about 200,000, and cleaning costs a few microseconds a line, so this bounds a refusal to about a second."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _PREFIXES = [
@@ -88,6 +93,18 @@ def check_text(text: object, what: str) -> str:
             ) from None
     if not isinstance(text, str):
         raise ParseError(f"input is a {type(text).__name__}, not text: expected the output of {what}")
+    if len(text) > MAX_INPUT_BYTES:
+        raise ParseError(
+            f"input is {len(text)} characters, more than the {MAX_INPUT_BYTES} a parser reads: "
+            f"expected the output of {what}",
+            fix="give one command's output, not a whole log",
+        )
+    lines = text.count("\n")
+    if lines > MAX_INPUT_LINES:
+        raise ParseError(
+            f"input has {lines} lines, more than the {MAX_INPUT_LINES} a parser reads: expected the output of {what}",
+            fix="give one command's output, not a whole log",
+        )
     if "\x00" in text:
         raise ParseError(f"input contains NUL bytes (binary data): expected the output of {what}")
     sample = text[:20000]

@@ -2,12 +2,16 @@
 
 Used where no cluster and no ``helm`` binary exist: the simulator installs "as the chart does" by rendering the
 real chart with the installer's values and reading the resulting ``cilium-config``; tests assert what lands there.
-Charts are looked up in ``$CILIUM_LABS_CHARTS_DIR``, then ``../shared/charts`` next to the repository or the
-current directory. They are never copied into the project.
+A chart is either configured for the lab (``chart:`` in the spec, ``--chart``: a local directory or ``.tgz``) or
+looked up by version in the folders ``$CILIUM_LABS_CHARTS_DIR`` names (``os.pathsep``-separated; the tests point
+it at ``../shared/charts``). Never in the current directory: what a command does must not depend on where it was
+started. Charts are never copied into the project. Without the ``helm-python-sdk`` package nothing is rendered:
+``renderable`` says why, and the simulator falls back to values-derived config with that one-line notice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -18,8 +22,10 @@ import yaml
 
 from ..errors import CiliumLabsError, UsageError
 
+log = logging.getLogger(__name__)
+
 CHARTS_ENV = "CILIUM_LABS_CHARTS_DIR"
-_REPO = Path(__file__).resolve().parents[2]
+SDK_HINT = "pip install helm-python-sdk (or install cilium-labs[test])"
 _CHART_FILE = re.compile(r"^cilium-v?(\d+)\.(\d+)\.(\d+)(?:\.tgz)?$")
 
 
@@ -28,16 +34,11 @@ class ChartError(CiliumLabsError):
 
 
 def chart_dirs() -> list[Path]:
-    """Folders searched for ``cilium-<version>.tgz``, in order."""
-    out: list[Path] = []
-    env = os.environ.get(CHARTS_ENV)
-    if env:
-        out.append(Path(env))
-    out += [_REPO.parent / "shared" / "charts", Path.cwd().parent / "shared" / "charts"]
-    out.append(Path.cwd() / "shared" / "charts")
+    """Folders searched for ``cilium-<version>.tgz``, in order: those ``$CILIUM_LABS_CHARTS_DIR`` names."""
     seen: list[Path] = []
-    for d in out:
-        if d not in seen:
+    for part in os.environ.get(CHARTS_ENV, "").split(os.pathsep):
+        d = Path(part).expanduser() if part.strip() else None
+        if d is not None and d not in seen:
             seen.append(d)
     return seen
 
@@ -69,14 +70,30 @@ def find_chart(version: str) -> Path | None:
     return best[1] if best else None
 
 
+def sdk_available() -> bool:
+    """Whether ``helm-python-sdk`` (Helm compiled into a Python extension) can be imported."""
+    try:
+        import helm_python  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def renderable(chart: Path | None) -> str:
+    """Why ``chart`` cannot be rendered here ("" when it can, or when there is no chart to render): the one-line
+    notice the simulator gives when it falls back to values-derived config."""
+    if chart is None or sdk_available():
+        return ""
+    why = f"{chart.name} found, but rendering it needs the helm-python-sdk package ({SDK_HINT})"
+    log.info("%s; using config derived from the values instead", why)
+    return why
+
+
 def _helm() -> Any:
     try:
         import helm_python
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise UsageError(
-            "rendering a chart offline needs the helm-python-sdk package",
-            fix="pip install helm-python-sdk (or install cilium-labs[test])",
-        ) from exc
+    except ImportError as exc:
+        raise UsageError("rendering a chart offline needs the helm-python-sdk package", fix=SDK_HINT) from exc
     return helm_python
 
 

@@ -27,6 +27,7 @@ from ..backends.base import Backend, CiliumInstaller, PreloadCiliumImages, Progr
 from ..cluster import Cluster
 from ..errors import CapabilityMissing, CiliumLabsError, ClusterError, CommandError, SpecError
 from ..spec import LabSpec, parse_version
+from ..state import atomic_write
 from . import values as values_mod
 
 CILIUM_HELM_REPO = "https://helm.cilium.io"
@@ -261,9 +262,8 @@ def install(
         progress(f"installing Cilium {version} through the {backend.name} backend")
         backend.install_cilium(vals, version)
     else:
-        backend.state_dir.mkdir(parents=True, exist_ok=True)
         values_path = backend.state_dir / VALUES_FILE
-        values_path.write_text(values_mod.to_yaml(vals))
+        atomic_write(values_path, values_mod.to_yaml(vals))  # 0600: Helm values may hold secrets
         if spec.installer == "cilium-cli":
             upgrade = cluster.daemon_set(spec.cilium_namespace, AGENT_DAEMONSET) is not None
             argv = cilium_cli_argv(spec, values_path, cluster.kubeconfig, upgrade=upgrade, context=cluster.context)

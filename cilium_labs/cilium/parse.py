@@ -1160,9 +1160,11 @@ def _service_hint(features: set[str], has_header: bool, header_type: bool, servi
     if "proto-colon" in features:
         return "unreleased (frontend-as-ID service API)"
     if "proto-suffix" in features:
-        return ">=1.18"
+        # 1.17's L3n4Addr.String is StringWithProtocol already (pkg/loadbalancer/loadbalancer.go of 1.17.6;
+        # 1.16.19's has no protocol): see cilium_labs.cilium.lb_model.PROTOCOL_SINCE
+        return ">=1.17"
     if "states" in features:
-        return "1.12-1.17"
+        return "1.12-1.16"
     if "weights" in features:
         return "1.0-1.6"
     if has_header and not header_type:

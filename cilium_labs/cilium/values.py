@@ -149,6 +149,9 @@ def check_user_values(spec: LabSpec, user: Mapping[str, Any]) -> None:
                 fix=f"drop it, or set tunnel_protocol: {user['tunnelProtocol']} in the spec",
             )
 
+    if "underlayProtocol" in user:
+        _check_underlay(spec, user["underlayProtocol"], version)
+
     # -- kube-proxy replacement ---------------------------------------------------------------------------
     if "kubeProxyReplacement" in user:
         raw = user["kubeProxyReplacement"]
@@ -198,6 +201,41 @@ def check_user_values(spec: LabSpec, user: Mapping[str, Any]) -> None:
         _check_port(user["k8sServicePort"], "helm_values.k8sServicePort")
     if "k8sServiceHost" in user:
         _check_host(user["k8sServiceHost"], "helm_values.k8sServiceHost", version)
+
+
+UNDERLAY_SINCE = (1, 18, 0)
+"""``underlayProtocol`` (``underlay-protocol``) is in the chart and the agent from 1.18 (v1.18.11
+install/kubernetes/cilium/values.yaml and pkg/datapath/tunnel/tunnel.go; absent from v1.17.6); the agent's
+default is ``ipv4`` (pkg/defaults/defaults.go ``UnderlayProtocol``)."""
+
+
+def underlay_protocol(spec: LabSpec) -> str | None:
+    """The tunnel underlay the spec needs set: ``ipv6`` for an IPv6-only lab with tunnel routing, else None (the
+    agent's default, IPv4; v1.18.11 Documentation/network/concepts/routing.rst: an IPv6 underlay needs an IPv6-only
+    cluster, so dual stack keeps IPv4)."""
+    if spec.routing == "tunnel" and spec.families == [6]:
+        return "ipv6"
+    return None
+
+
+def _check_underlay(spec: LabSpec, value: Any, version: tuple[int, int, int]) -> None:
+    field = "helm_values.underlayProtocol"
+    if version < UNDERLAY_SINCE:
+        raise SpecError(
+            field,
+            f"the Cilium {version[0]}.{version[1]} chart has no underlayProtocol (added in 1.18); it would be ignored",
+            fix="drop it; before 1.18 the tunnel underlay is IPv4",
+        )
+    if value not in ("ipv4", "ipv6"):
+        raise SpecError(field, f"{value!r} is not ipv4 or ipv6", fix="drop it: the spec's ip_family decides it")
+    want = underlay_protocol(spec) or "ipv4"
+    if value != want:
+        raise SpecError(
+            field,
+            f"{value!r} contradicts the spec (ip_family {spec.ip_family}, routing {spec.routing}), which needs {want}"
+            + (" (an IPv6 underlay needs an IPv6-only cluster)" if value == "ipv6" else ""),
+            fix="drop it: the spec's ip_family decides the underlay",
+        )
 
 
 def _check_port(port: Any, field: str) -> int:
@@ -259,6 +297,9 @@ def helm_values(
         values["routingMode"] = spec.routing
         if spec.routing == "tunnel":
             values["tunnelProtocol"] = spec.tunnel_protocol
+    underlay = underlay_protocol(spec)
+    if underlay is not None and version >= UNDERLAY_SINCE:  # older releases are refused by ``validate``
+        values["underlayProtocol"] = underlay
     if spec.routing == "native":
         values["autoDirectNodeRoutes"] = True
         for cidr in spec.pod_cidrs:

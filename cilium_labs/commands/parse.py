@@ -4,6 +4,9 @@ Reads an agent output as someone saved or pasted it, and prints what it says in 
 use (JSON) or as a table. It is the command-line face of :mod:`cilium_labs.cilium.parse`: useful on its own to
 compare two agents' views, and the quickest way to see why a paste does not parse. A paste that is not the
 claimed output raises :class:`~cilium_labs.errors.ParseError`, which the main CLI turns into one line and exit 2.
+Input is bounded (``cilium_labs._files.MAX_INPUT_BYTES``, 16 MiB); binary input is refused at its first chunk, and
+empty input is refused the same way by every subcommand (an empty ``bpf ipcache list`` prints nothing on stdout:
+Cilium says ``No entries found.`` on stderr, which is what to give it).
 """
 
 from __future__ import annotations
@@ -16,24 +19,25 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .._files import InputError, read_stream, require_content
 from ..cilium import parse as p
 from ..cilium.model import AgentStatus, HealthStatus, ServiceTable, TunnelMap
 from ..errors import ParseError
 
 _FORMATS = click.Choice(["json", "table"])
+_FIX = "give the file the command's text output was saved to, or pipe the output in"
 
 
-def _read(source: IO[bytes]) -> str:
+def _read(source: IO[bytes], what: str) -> str:
+    """The text of ``source``: bounded, not binary, not empty (the same refusal for every subcommand)."""
     name = getattr(source, "name", None)
     name = "standard input" if name in (None, "<stdin>", 0) or not isinstance(name, str) else name
-    data = source.read()
+    what = f"the output of {what}"
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ParseError(
-            f"{name} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}): binary data?",
-            fix="give the file the command's text output was saved to, or pipe the output in",
-        ) from None
+        text = read_stream(source, name=name, what=what, fix=_FIX)
+        return require_content(text, name=name, what=what, fix=_FIX + " (2>&1 keeps what Cilium said on stderr)")
+    except InputError as exc:
+        raise ParseError(exc.message, fix=exc.fix) from None
 
 
 def _emit(result: Any, output: str, render: Callable[[Any, Console], None]) -> None:
@@ -60,35 +64,35 @@ def command() -> None:
 @_source_options
 def status_cmd(source: IO[bytes], output: str) -> None:
     """`cilium status` (text, --brief or -o json)."""
-    _emit(p.parse_status(_read(source)), output, _render_status)
+    _emit(p.parse_status(_read(source, "`cilium status`")), output, _render_status)
 
 
 @command.command("health")
 @_source_options
 def health_cmd(source: IO[bytes], output: str) -> None:
     """`cilium-health status` (-o json, or the text form)."""
-    _emit(p.parse_health(_read(source)), output, _render_health)
+    _emit(p.parse_health(_read(source, "`cilium-health status`")), output, _render_health)
 
 
 @command.command("tunnel-list")
 @_source_options
 def tunnel_cmd(source: IO[bytes], output: str) -> None:
     """`cilium bpf tunnel list` (text or -o json, Cilium <= 1.17)."""
-    _emit(p.parse_tunnel_list(_read(source)), output, _render_tunnels)
+    _emit(p.parse_tunnel_list(_read(source, "`cilium bpf tunnel list`")), output, _render_tunnels)
 
 
 @command.command("ipcache")
 @_source_options
 def ipcache_cmd(source: IO[bytes], output: str) -> None:
     """`cilium bpf ipcache list` (text or -o json); JSON lists the tunnel entries only."""
-    _emit(p.parse_ipcache(_read(source)), output, _render_tunnels)
+    _emit(p.parse_ipcache(_read(source, "`cilium bpf ipcache list`")), output, _render_tunnels)
 
 
 @command.command("service-list")
 @_source_options
 def services_cmd(source: IO[bytes], output: str) -> None:
     """`cilium service list` (text or -o json)."""
-    _emit(p.parse_service_list(_read(source)), output, _render_services)
+    _emit(p.parse_service_list(_read(source, "`cilium service list`")), output, _render_services)
 
 
 # -- tables ---------------------------------------------------------------------------------------------------

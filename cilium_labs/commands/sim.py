@@ -156,7 +156,7 @@ def serve(spec_path: str | None, name: str | None, nodes: int | None, cilium_ver
         parsed = tuple(str(f) for f in parse_faults(faults, names))
         values: dict[str, Any] | None = None
         if values_path:
-            loaded = yaml.safe_load(Path(values_path).read_text()) or {}
+            loaded = _load_values(values_path)
             if not isinstance(loaded, dict):
                 raise UsageError(f"{values_path} is not a mapping of Helm values", fix="check the YAML")
             values = loaded
@@ -176,3 +176,14 @@ def faults_cmd() -> None:
 
     for usage, text in describe().items():
         click.echo(f"{usage:<40} {text}")
+
+
+def _load_values(path: str) -> Any:
+    """A ``--values`` file: bounded, text, YAML (one line for anything else)."""
+    from .._files import read_text
+
+    fix = "give a YAML file of Helm values"
+    try:
+        return yaml.safe_load(read_text(path, what="Helm values (YAML)", fix=fix)) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is not valid YAML ({type(exc).__name__})", fix=fix) from None

@@ -1,8 +1,10 @@
 """``cilium-labs verify`` and ``cilium-labs agents``: the checks, and the recipe's exec loop as one command.
 
-``verify`` works on any cluster a kubeconfig reaches (or a lab by name); it exits 0 only when every check passed,
-so a CI job can gate on it. ``agents exec -- status`` runs one agent command on every agent at once and prints
-the outputs grouped by node: what the recipe did with ``for pod in ...; kubectl exec $pod -- cilium status``.
+``verify`` works on any cluster a kubeconfig reaches (or a lab by name); it exits 0 only when every check passed
+(warnings, such as API hiccups that retries absorbed, are shown and pass unless ``--strict``), so a CI job can gate
+on it. ``--wait`` is a hard bound on the whole command. ``agents exec -- status`` runs one agent command on every
+agent at once and prints the outputs grouped by node: what the recipe did with
+``for pod in ...; kubectl exec $pod -- cilium status``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ from ..spec import LabSpec
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?!s))?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 _OUTPUTS = ("table", "json", "junit")
+PING_TIMEOUT_S = 10.0
+"""Without ``--wait``, the API server must answer ``/version`` within this (it answers in milliseconds when up)."""
 
 
 def parse_duration(text: str | float | int | None, *, option: str = "--wait") -> float | None:
@@ -81,8 +86,10 @@ def resolve_kubeconfig(kubeconfig: str | None, lab: str | None = None) -> tuple[
         env = os.environ.get("KUBECONFIG", "")
         kubeconfig = next((p for p in env.split(os.pathsep) if p), "") or str(Path.home() / ".kube" / "config")
     path = Path(kubeconfig).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"kubeconfig {path} does not exist", fix="pass --kubeconfig PATH (or --lab NAME)")
+    if not path.is_file():
+        raise UsageError(f"kubeconfig {path} is not a regular file", fix="pass --kubeconfig PATH (or --lab NAME)")
     return path, spec
 
 
@@ -138,6 +145,7 @@ def _cluster_options(fn: Any) -> Any:
     help="Per-command limit in each agent; a slower agent is a finding.",
 )
 @click.option("--junit-file", type=click.Path(dir_okay=False), help="Also write the JUnit XML report here.")
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1), not only errors.")
 @_cluster_options
 def verify(
     checks: str | None,
@@ -146,6 +154,7 @@ def verify(
     interval: str,
     exec_timeout: str,
     junit_file: str | None,
+    strict: bool,
     kubeconfig: str | None,
     context: str | None,
     lab: str | None,
@@ -154,16 +163,19 @@ def verify(
 ) -> None:
     """Verify Cilium on a cluster: agent health, tunnel maps and service tables on every agent at once.
 
-    Exit 0 only when every check passed, 1 when any finding was made.
+    Exit 0 only when every check passed, 1 when any error was found (or, with --strict, any warning). --wait is
+    a hard bound on the whole command: no API call or agent exec runs past it.
 
     \b
     Examples:
         cilium-labs verify --kubeconfig ~/.kube/config
         cilium-labs verify --check tunnels,services -o json
         cilium-labs verify --wait 5m -o junit > verify.xml
+        cilium-labs verify --lab mylab --strict
     """
     from .. import checks as checks_mod
 
+    begun = time.monotonic()  # --wait bounds the command from here, kubeconfig loading included
     names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
     checks_mod.base.select(names)  # an unknown check name is a usage error before anything is contacted
     wait_s = parse_duration(wait)
@@ -186,10 +198,15 @@ def verify(
         concurrency=concurrency,
         progress=progress,
         exec_timeout_s=exec_timeout_s,
+        strict=strict,
     )
     if wait_s:
-        report = checks_mod.wait_for(cluster, timeout_s=wait_s, interval_s=interval_s, **kwargs)
+        left = max(0.1, wait_s - (time.monotonic() - begun))
+        report = checks_mod.wait_for(cluster, timeout_s=left, interval_s=interval_s, **kwargs)
     else:
+        # without --wait nothing is polled: an API server that does not answer is said at once, not after the
+        # retries of every read
+        cluster.ping(timeout=PING_TIMEOUT_S)
         report = checks_mod.run_checks(cluster, **kwargs)
     if junit_file:
         Path(junit_file).write_text(report.to_junit())

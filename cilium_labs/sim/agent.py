@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from ..cilium import lb_model
 from . import formats as fm
 from .config import CiliumConfig
 from .faults import Fault
@@ -217,8 +218,9 @@ def build_view(cluster: SimCluster, node_name: str, *, now: dt.datetime | None =
             pod_cidrs=tuple(node.cilium_cidrs), ipam_used=used, router_ips=tuple(node.router_ips),
             health_ips=tuple(node.health_ips), controllers=tuple(controllers), health=tuple(health),
             tunnels=tuple(tunnels), ipcache=tuple(ipcache),
-            frontends=tuple(_frontends(cluster, node, cfg.kpr_enabled)) if "frontends" in parts else (),
-            now=now, cluster_name=cfg.cluster_name, commit=hashlib.sha1(str(v).encode()).hexdigest()[:8],
+            frontends=tuple(_frontends(cluster, node, lb_config(cfg))) if "frontends" in parts else (),
+            lb=lb_config(cfg),
+            now=now, cluster_name=cfg.cluster_name, commit=fm.short_commit(v),
             hubble=cfg.data.get("enable-hubble", "true") == "true",
             health_checking=cfg.data.get("enable-health-checking", "true") == "true", ipam_mode=cfg.ipam,
             kpr_devices=(("eth0", tuple(node.ips)),), allocations=tuple(sorted(allocations)),
@@ -340,108 +342,98 @@ def _health_templates(cluster: SimCluster) -> tuple[tuple[str, str], ...] | None
     return tuple(out)
 
 
-SERVICE_FAULTS = frozenset({"service-missing", "backend-missing", "backend-stale"})
+SERVICE_FAULTS = frozenset({"service-missing", "backend-missing", "backend-stale", "frontend-missing",
+                            "local-backend-missing", "backend-terminating-active"})
 
 
 def service_list(cluster: SimCluster, node_name: str, *, as_json: bool) -> str:
-    """``service list`` on ``node_name``. Without kube-proxy replacement (whose NodePort frontends carry each
-    node's addresses) and without a service fault on the node, every agent's table is the same: it is rendered
-    once per cluster revision and shared (a 500-Service table takes tens of milliseconds to print)."""
+    """``service list`` on ``node_name``: ``cilium.lb_model`` over the cluster's objects, then this node's faults.
+    Where the model gives every agent the same table (no NodePort per node address, no Local policy, no hostPort)
+    and no service fault is on the node, the table is rendered once per cluster revision and shared (a
+    500-Service table takes tens of milliseconds to print)."""
     with cluster.lock:
         cfg, node = _ticked(cluster, node_name)
-        shared = not cfg.kpr_enabled and not any(f.kind in SERVICE_FAULTS and f.node == node_name
-                                                 for f in cluster.faults)
-        version = cfg.version_tuple
+        lb = lb_config(cfg)
+        objects = lb_objects(cluster)
+        shared = not objects.node_specific(lb) and not any(
+            f.kind in SERVICE_FAULTS and f.node == node_name for f in cluster.faults)
 
         def render() -> str:
-            frontends = _frontends(cluster, node, cfg.kpr_enabled)
-            return fm.service_list_json(version, frontends) if as_json else fm.service_table(version, frontends)
+            rows = _frontends(cluster, node, lb)
+            return fm.service_list_json(lb, rows) if as_json else fm.service_table(lb, rows)
 
         if shared:
-            return cluster.render_cached(("service list", version, as_json), render)
+            return cluster.render_cached(("service list", cfg.version_tuple, as_json), render)
         return render()
 
 
-def _frontends(cluster: SimCluster, node: SimNode, kpr: bool) -> list[fm.Frontend]:
-    slices: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for s in cluster._objects("discovery.k8s.io/endpointslices"):
-        svc = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
-        if svc:
-            slices.setdefault((s["metadata"]["namespace"], svc), []).append(s)
-    services = sorted(cluster._objects("services"),
-                      key=lambda s: (s["metadata"]["creationTimestamp"], s["metadata"]["namespace"],
-                                     s["metadata"]["name"]))
+def lb_config(cfg: CiliumConfig) -> lb_model.AgentConfig:
+    """The agents' load-balancing settings, from the ``cilium-config`` the chart rendered."""
+    return lb_model.AgentConfig.from_cilium_config(cfg.version_tuple, cfg.data, kpr=cfg.kpr_enabled)
+
+
+def lb_objects(cluster: SimCluster) -> lb_model.Objects:
+    """The cluster's Services, EndpointSlices and pods as the model reads them, once per revision."""
+
+    def make() -> lb_model.Objects:
+        services = sorted(cluster._objects("services"), key=lambda s: (
+            s["metadata"]["creationTimestamp"], s["metadata"]["namespace"], s["metadata"]["name"]))
+        return lb_model.Objects(services, cluster._objects("discovery.k8s.io/endpointslices"),
+                                cluster._objects("pods"))
+
+    return cluster.render_cached(("lb-objects",), make)
+
+
+Row = tuple[int, lb_model.Frontend]
+
+
+def _frontends(cluster: SimCluster, node: SimNode, lb: lb_model.AgentConfig) -> list[Row]:
+    """This agent's table: the model's frontends with stable IDs (an agent keeps a frontend's ID while it
+    exists), then the service faults on this node."""
+    fes = lb_objects(cluster).frontends(lb, lb_model.Node(node.name, lb_model.node_addresses(node.ips)))
     ids = cluster.frontend_ids
-    out: list[fm.Frontend] = []
-    for svc in services:
-        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-        spec = svc["spec"]
-        if spec.get("type") == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):
-            continue
-        if _has(cluster, "service-missing", node.name, service=(ns, name)):
-            continue
-        policy = spec.get("externalTrafficPolicy", "Cluster")
+    rows: list[Row] = []
+    for fe in fes:
+        key = (fe.ip, fe.port, fe.protocol, f"{fe.type}/{fe.scope}")
+        if key not in ids:
+            ids[key] = len(ids) + 1
+        rows.append((ids[key], fe))
+    mine = [f for f in cluster.faults if f.node == node.name and f.kind in SERVICE_FAULTS]
+    return _apply_service_faults(rows, mine, node) if mine else rows
 
-        def backends(port: dict[str, Any], family: int, ns: str = ns, name: str = name) -> list[fm.Backend]:
-            out_b = []
-            for s in slices.get((ns, name), []):
-                if s.get("addressType") != f"IPv{family}":
-                    continue
-                sport = next((p for p in s.get("ports") or [] if p.get("name", "") == port.get("name", "")), None)
-                if sport is None:
-                    continue
-                for ep in s.get("endpoints") or []:
-                    cond = ep.get("conditions") or {}
-                    if cond.get("ready", True):
-                        state = "active"
-                    elif cond.get("serving") and cond.get("terminating"):
-                        state = "terminating"
-                    else:
-                        continue
-                    for ip in ep.get("addresses") or []:
-                        out_b.append(fm.Backend(ip, int(sport["port"]), sport.get("protocol", "TCP"),
-                                                ep.get("nodeName") or "", state))
-            if _has(cluster, "backend-missing", node.name, service=(ns, name)) and out_b:
-                out_b = out_b[1:]
-            if _has(cluster, "backend-stale", node.name, service=(ns, name)):
-                cidr = next((c for c in node.cilium_cidrs if ipaddress.ip_network(c).version == family), None)
-                if cidr:
-                    net = ipaddress.ip_network(cidr)
-                    stale_ip = str(net.network_address + min(net.num_addresses - 2, 250))
-                    target = port.get("targetPort", port["port"])
-                    bport = out_b[0].port if out_b else (int(target) if str(target).isdigit() else int(port["port"]))
-                    out_b.append(fm.Backend(stale_ip, bport, port.get("protocol", "TCP"), node.name, "active"))
-            return out_b
 
-        def add(ip: str, port: dict[str, Any], kind: str, number: int, scope: str = "external", ns: str = ns,
-                name: str = name, policy: str = policy) -> None:
-            proto = port.get("protocol", "TCP")
-            key = (ip, number, proto, kind)
-            if key not in ids:
-                ids[key] = len(ids) + 1
-            family = 6 if ":" in ip else 4
-            out.append(fm.Frontend(ids[key], ip, number, proto, kind, name, ns,
-                                   tuple(backends(port, family)), scope, policy))
+def _apply_service_faults(rows: list[Row], faults: Sequence[Fault], node: SimNode) -> list[Row]:
+    """Bend this agent's table the way a broken agent's is bent; each fault names one Service."""
+    for fault in faults:
+        ns, name = fault.service or ("", "")
+        target = f"{ns}/{name}"
+        mine = [i for i, (_, fe) in enumerate(rows) if fe.service == target]
+        if fault.kind == "service-missing":
+            rows = [r for r in rows if r[1].service != target]
+        elif fault.kind == "frontend-missing" and mine:
+            del rows[mine[-1]]  # its last frontend (a NodePort or LoadBalancer one where it has them)
+        else:
+            rows = [(sid, _bend(fault.kind, fe, node)) if fe.service == target else (sid, fe) for sid, fe in rows]
+    return rows
 
-        for port in spec.get("ports") or []:
-            for ip in spec.get("clusterIPs") or [spec["clusterIP"]]:
-                add(ip, port, "ClusterIP", int(port["port"]))
-            if not kpr:
-                continue
-            if port.get("nodePort"):
-                for fam in [6 if ":" in ip else 4 for ip in spec.get("clusterIPs") or []]:
-                    addrs = ["0.0.0.0" if fam == 4 else "::"]
-                    addrs += [ip for ip in node.ips if (":" in ip) == (fam == 6)]
-                    if cluster.cilium and cluster.cilium.version_tuple < (1, 18, 0):
-                        addrs += [ip for ip in node.router_ips if (":" in ip) == (fam == 6)]
-                    for a in addrs:
-                        add(a, port, "NodePort", int(port["nodePort"]))
-            for ing in (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
-                if ing.get("ip"):
-                    add(ing["ip"], port, "LoadBalancer", int(port["port"]))
-            for ext in spec.get("externalIPs") or []:
-                add(ext, port, "ExternalIPs", int(port["port"]))
-    return out
+
+def _bend(kind: str, fe: lb_model.Frontend, node: SimNode) -> lb_model.Frontend:
+    backends = fe.backends
+    if kind == "backend-missing":
+        backends = backends[1:]
+    elif kind == "backend-stale":
+        cidr = next((c for c in node.cilium_cidrs if (":" in c) == (":" in fe.ip)), None)
+        if cidr is not None:
+            net = ipaddress.ip_network(cidr)
+            stale_ip = str(net.network_address + min(net.num_addresses - 2, 250))
+            port = backends[0].port if backends else fe.port
+            backends = (*backends, lb_model.Backend(stale_ip, port, fe.protocol, node.name, "active"))
+    elif kind == "local-backend-missing" and fe.local and fe.scope == lb_model.SCOPE_EXTERNAL:
+        backends = tuple(b for b in backends if b.node != node.name)
+    elif kind == "backend-terminating-active":
+        backends = tuple(attrs.evolve(b, state="active") if b.state.startswith("terminating") else b
+                         for b in backends)
+    return attrs.evolve(fe, backends=backends) if backends != fe.backends else fe
 
 
 # -- the CLI --------------------------------------------------------------------------------------------------
@@ -571,12 +563,12 @@ def run(cluster: SimCluster, node_name: str, argv: Sequence[str], *, seed: int |
     if not words:
         return ExecOutcome(f"CLI for interacting with the local Cilium Agent\n\nUsage:\n  {binary} [command]\n")
     cmd = words[0]
-    if cmd == "version":
-        ver = fm.version_string(v)
-        client = f"Client: {ver} 0000000 2025-01-01T00:00:00+00:00 go version go1.23.4 linux/amd64\n"
-        if not up:
-            return ExecOutcome(client, "", 0)
-        return ExecOutcome(client + client.replace("Client:", "Daemon:"))
+    if cmd == "version":  # the release's own build line (formats.RELEASES)
+        return ExecOutcome(fm.version_json(v, daemon_up=up) if out_fmt == "json" else
+                           fm.version_text(v, daemon_up=up))
+    if cmd == "endpoint":  # what cilium-cli's status reads besides status -o json
+        from . import endpoints  # imports this module
+        return endpoints.run(cluster, node_name, binary, words, out_fmt, up, v)
     if cmd not in ("status", "bpf", "service"):
         return _usage_error(binary, f'unknown command "{cmd}" for "{binary}"')
     if cmd == "status":

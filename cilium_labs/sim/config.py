@@ -136,6 +136,9 @@ def config_from_values(values: Mapping[str, Any], version: str) -> dict[str, str
     mtu = _dig(values, "MTU", 0)
     if mtu:
         data["mtu"] = str(mtu)
+    underlay = _dig(values, "underlayProtocol", "")
+    if underlay and v >= (1, 18, 0):  # 1.18+ cilium-configmap.yaml: `{{- if .Values.underlayProtocol }}`
+        data["underlay-protocol"] = str(underlay)
     return data
 
 
@@ -176,6 +179,9 @@ def resolve(values: Mapping[str, Any], version: str, *, chart: Path | None = Non
     (or given), else from ``config_from_values``."""
     replicas = int(_dig(values, "operator.replicas", 2))
     path = chart if chart is not None else (chart_mod.find_chart(version) if use_chart else None)
+    unrendered = chart_mod.renderable(path)  # a chart but no helm-python-sdk: values, with the reason as source
+    if unrendered:
+        path = None
     if path is not None:
         key = (str(path), version, json.dumps(values, sort_keys=True, default=str))
         cached = _RENDER_CACHE.get(key)
@@ -195,8 +201,8 @@ def resolve(values: Mapping[str, Any], version: str, *, chart: Path | None = Non
             _RENDER_CACHE.clear()
         _RENDER_CACHE[key] = cfg
         return cfg
-    return parse_config(config_from_values(values, version), version, source="values (no chart)",
-                        operator_replicas=replicas)
+    source = f"values (no chart: {unrendered})" if unrendered else "values (no chart)"
+    return parse_config(config_from_values(values, version), version, source=source, operator_replicas=replicas)
 
 
 def spec_values(spec: LabSpec, k8s_service_host: str | None = None, k8s_service_port: int = 6443) -> dict[str, Any]:

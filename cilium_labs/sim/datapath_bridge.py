@@ -14,13 +14,13 @@ node's routes.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..cilium import lb_model
 from ..errors import BackendError, CiliumLabsError
 from . import agent as agent_mod
 from .agent import ExecOutcome, identity_for
@@ -223,49 +223,23 @@ class NetnsBridge:
         return self.datapath.frontends(node)
 
 
+DATAPATH_LB = lb_model.AgentConfig((1, 20, 0), kpr=True, ipv4=True, ipv6=True)
+"""The rules the netns datapath forwards by: one frontend per protocol, NodePort on every local address."""
+
+
 def _frontends(services: Sequence[dict[str, Any]], slices: Sequence[dict[str, Any]]) -> list[Frontend]:
-    """ClusterIP and NodePort frontends of every Service, with the ready endpoints of its EndpointSlices."""
-    by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for s in slices:
-        name = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
-        if name:
-            by_service.setdefault((s["metadata"]["namespace"], name), []).append(s)
+    """ClusterIP and NodePort frontends of every Service with its active backends, from ``cilium.lb_model`` (the
+    same rules that decide what the simulated agents' ``service list`` shows), on every node alike."""
     out: list[Frontend] = []
-    for svc in services:
-        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-        spec = svc.get("spec") or {}
-        ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]
-        for port in spec.get("ports") or []:
-            proto = str(port.get("protocol") or "TCP").upper()
-            if proto not in ("TCP", "UDP"):
-                continue
-            for ip in ips:
-                family = ipaddress.ip_address(ip).version
-                backends = _backends(by_service.get((ns, name), []), port, family)
-                out.append(Frontend(ns, name, proto, ip, int(port["port"]), backends, False, family))
-                if port.get("nodePort") and spec.get("type") in ("NodePort", "LoadBalancer"):
-                    out.append(Frontend(ns, name, proto, "", int(port["nodePort"]), backends, True, family))
-    return sorted(out, key=lambda f: f.key)
-
-
-def _backends(slices: Sequence[dict[str, Any]], port: dict[str, Any], family: int) -> tuple[tuple[str, int], ...]:
-    out: list[tuple[str, int]] = []
-    want = "IPv4" if family == 4 else "IPv6"
-    for s in slices:
-        if s.get("addressType") != want:
+    for fe in lb_model.Objects(services, slices).cluster_frontends(DATAPATH_LB):
+        if fe.type not in ("ClusterIP", "NodePort") or fe.protocol not in ("TCP", "UDP"):
             continue
-        number: int | None = None
-        for p in s.get("ports") or []:
-            if p.get("name", "") == port.get("name", "") and p.get("port"):
-                number = int(p["port"])
-        if number is None:
-            target = str(port.get("targetPort", port.get("port")))
-            number = int(target) if target.isdigit() else int(port["port"])
-        for ep in s.get("endpoints") or []:
-            if (ep.get("conditions") or {}).get("ready") is False:
-                continue
-            out += [(addr, number) for addr in ep.get("addresses") or []]
-    return tuple(sorted(set(out)))
+        backends = tuple(sorted({b.addr for b in fe.backends if b.state == "active"}))
+        family = 6 if ":" in fe.ip else 4
+        node_port = fe.type == "NodePort"
+        out.append(Frontend(fe.namespace, fe.name, fe.protocol, "" if node_port else fe.ip, fe.port, backends,
+                            node_port, family))
+    return sorted(out, key=lambda f: f.key)
 
 
 @contextlib.contextmanager

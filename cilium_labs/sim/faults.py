@@ -182,6 +182,17 @@ register("tunnel-stale", [NODE], "NODE's tunnel map keeps an entry for a node th
 register("service-missing", [NODE, SERVICE], "NODE's service table lacks NS/SVC")
 register("backend-stale", [NODE, SERVICE], "NODE's service table lists a backend for NS/SVC that is no endpoint")
 register("backend-missing", [NODE, SERVICE], "NODE's service table lacks one ready endpoint of NS/SVC")
+register("frontend-missing", [NODE, SERVICE], "NODE's service table lacks one frontend of NS/SVC (its last one)")
+register(
+    "local-backend-missing",
+    [NODE, SERVICE],
+    "NODE's external-scope frontends of NS/SVC (externalTrafficPolicy Local) lack NODE's own endpoints",
+)
+register(
+    "backend-terminating-active",
+    [NODE, SERVICE],
+    "NODE's service table shows the terminating endpoints of NS/SVC as active backends",
+)
 register("controller-failing", [NODE], "a controller on NODE's agent keeps failing")
 register("health-unreachable", [NODE, PEER], "NODE's cilium-health cannot reach PEER")
 register("agent-down", [NODE], "the agent container on NODE is not running (exec fails, pod not ready)")

@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from ..cilium import lb_model
 from .tabwriter import tabwrite
 
 Version = tuple[int, int, int]
@@ -51,31 +52,6 @@ class HealthPeer:
 
 
 @attrs.frozen
-class Backend:
-    ip: str
-    port: int
-    protocol: str = "TCP"
-    node_name: str = ""
-    state: str = "active"
-
-
-@attrs.frozen
-class Frontend:
-    """One service frontend (one address, port and type) with its backends."""
-
-    id: int
-    ip: str
-    port: int
-    protocol: str
-    type: str
-    name: str
-    namespace: str
-    backends: tuple[Backend, ...]
-    scope: str = "external"
-    traffic_policy: str = "Cluster"
-
-
-@attrs.frozen
 class AgentView:
     """Everything the simulated CLI prints about one agent."""
 
@@ -98,7 +74,8 @@ class AgentView:
     """(remote pod CIDR, remote node tunnel endpoint)."""
     ipcache: tuple[tuple[str, int, str], ...]
     """(prefix, identity, tunnel endpoint or "0.0.0.0")."""
-    frontends: tuple[Frontend, ...]
+    frontends: tuple[tuple[int, lb_model.Frontend], ...]
+    """(ID, frontend) rows of ``service list``."""
     now: dt.datetime
     cluster_name: str = "default"
     cpus: int = 4
@@ -110,6 +87,8 @@ class AgentView:
     allocations: tuple[tuple[str, str], ...] = ()
     """(pod IP, ``namespace/pod``) of the endpoints on this node."""
     seed: int = 0
+    lb: lb_model.AgentConfig | None = None
+    """The load-balancing settings ``service list`` is printed for."""
 
 
 def short(v: Version) -> tuple[int, int]:
@@ -118,6 +97,74 @@ def short(v: Version) -> tuple[int, int]:
 
 def version_string(v: Version) -> str:
     return f"{v[0]}.{v[1]}.{v[2]}"
+
+
+@attrs.frozen
+class Release:
+    """One Cilium release as its binaries print it: ``pkg/version`` sets ``Version`` to ``ciliumVersion`` (the
+    Makefile.defs ``FULL_BUILD_VERSION``: VERSION, then ``git show -s --format='format:%h %aI'``) followed by
+    ``go version <runtime.Version()> linux/amd64``."""
+
+    commit: str
+    """The tag's full commit hash (the Go module proxy's ``.info`` for the tag, Origin.Hash)."""
+    date: str
+    """The commit's date as ``%aI`` prints it."""
+    go: str
+    """The Go the release images were built with: the ``golang:`` image of that release's
+    images/builder/Dockerfile."""
+
+
+RELEASES: dict[Version, Release] = {
+    # hashes and times: the module proxy's .info of each tag; Go: each release's images/builder/Dockerfile. The
+    # proxy's time is the committer date; %aI prints the author date, known here only where a real agent's output
+    # was published (1.17.6: "Client: 1.17.6 ee3ca4a7 2025-07-14T15:28:45+00:00 go version go1.24.5 linux/amd64",
+    # the same hash prefix and Go as derived here); elsewhere the committer date stands in for it.
+    (1, 13, 18): Release("19ff6c602372ef89eaab7ab4bb21482507e07b52", "2024-07-11T15:36:20+00:00", "go1.21.12"),
+    (1, 14, 19): Release("cb1113934e0e1d4c0121327cf592834bd07c0724", "2025-01-16T15:39:54+00:00", "go1.22.10"),
+    (1, 16, 19): Release("011fab6e7b798edd17e0337307dc034ed4916653", "2026-01-12T20:26:36+00:00", "go1.24.11"),
+    (1, 17, 6): Release("ee3ca4a7e998da677a9b1c634619a85ce5b0dc64", "2025-07-14T15:28:45+00:00", "go1.24.5"),
+    (1, 18, 11): Release("617b6b49b57901ea2671e5468b11ac7341e4beb8", "2026-06-16T10:45:18+00:00", "go1.25.11"),
+    (1, 19, 4): Release("95e477fdcfd35d438b135f4d981ee20ce3016ac3", "2026-05-13T14:29:21+00:00", "go1.25.10"),
+    (1, 20, 0): Release("450c53145dc0a872ae20dfb05598c94ef55a71e2", "2026-07-29T13:02:52+00:00", "go1.26.5"),
+}
+"""Releases whose build line the simulator knows (v1.20.2's proxy .info carries no commit hash, so it is not here)."""
+
+
+def build_version(v: Version) -> str:
+    """``version.Version`` of release ``v``: ``1.17.6 ee3ca4a7 2025-07-14T15:28:45+00:00 go version go1.24.5
+    linux/amd64``. The hash is abbreviated to 8 digits as the published release builds print it. A release the
+    simulator has no metadata for says so in each field rather than inventing one (still the 7 fields
+    ``version.FromString`` splits)."""
+    rel = RELEASES.get(v)
+    if rel is None:
+        return f"{version_string(v)} unknown unknown go version unknown linux/amd64"
+    return f"{version_string(v)} {rel.commit[:8]} {rel.date} go version {rel.go} linux/amd64"
+
+
+def short_commit(v: Version) -> str:
+    """The revision ``status`` shows after the version (``1.17.6 (v1.17.6-ee3ca4a7)``)."""
+    rel = RELEASES.get(v)
+    return rel.commit[:8] if rel is not None else "unknown"
+
+
+def version_text(v: Version, *, daemon_up: bool) -> str:
+    """``cilium-dbg version`` (``cilium version`` before 1.15), cilium-dbg/cmd/version.go: the client's line, then
+    the daemon's from its debuginfo, or ``Not responding`` when the API does not answer."""
+    client = build_version(v)
+    return f"Client: {client}\nDaemon: {client if daemon_up else 'Not responding'}\n"
+
+
+def version_json(v: Version, *, daemon_up: bool) -> str:
+    """``version -o json``: ``{Client, Daemon}`` of pkg/version.CiliumVersion (``FromString`` of the line; an
+    empty struct for a daemon that does not answer), through json.MarshalIndent with two spaces."""
+    def parsed(line: str) -> dict[str, str]:
+        f = line.split(" ")
+        if len(f) != 7:
+            return {"Version": "", "Revision": "", "GoRuntimeVersion": "", "Arch": "", "AuthorDate": ""}
+        return {"Version": f[0], "Revision": f[1], "GoRuntimeVersion": f[5], "Arch": f[6], "AuthorDate": f[2]}
+
+    line = build_version(v)
+    return json.dumps({"Client": parsed(line), "Daemon": parsed(line if daemon_up else "")}, indent=2) + "\n"
 
 
 def _enabled(flag: bool) -> str:
@@ -729,68 +776,26 @@ def ipcache_json(view: AgentView) -> str:
 
 
 # -- service list -------------------------------------------------------------------------------------------
-
-
-def _l3n4(ip: str, port: int, proto: str, v: tuple[int, int], scope: str = "external") -> str:
-    text = _hostport(ip, port)
-    if v >= (1, 18):
-        text += "/" + proto.upper()
-    if scope == "internal":
-        text += "/i"
-    return text
+# What an agent prints is ``cilium.lb_model``'s: its frontends and its printers. Here only Go's tabwriter and JSON
+# indentation are applied.
 
 
 def service_text(view: AgentView) -> str:
     """``service list``: tabwriter(5, 0, 3), sorted by ID, extra backends on continuation rows."""
-    return service_table(view.version, view.frontends)
+    assert view.lb is not None
+    return service_table(view.lb, view.frontends)
 
 
-def service_table(version: Version, frontends: Sequence[Frontend]) -> str:
-    """``service list`` of these frontends as an agent of ``version`` prints it."""
-    v = short(version)
-    rows = ["ID\tFrontend\tService Type\tBackend\n"]
-    for fe in sorted(frontends, key=lambda f: f.id):
-        backends = []
-        for i, be in enumerate(fe.backends):
-            text = f"{i + 1} => {_l3n4(be.ip, be.port, be.protocol, v)}"
-            if v >= (1, 12):
-                text += f" ({be.state})"
-            backends.append(text)
-        front = _l3n4(fe.ip, fe.port, fe.protocol, v, fe.scope)
-        if not backends:
-            rows.append(f"{fe.id}\t{front}\t{fe.type}\t\n")
-            continue
-        rows.append(f"{fe.id}\t{front}\t{fe.type}\t{backends[0]}\n")
-        rows += [f"\t\t\t{b}\n" for b in backends[1:]]
-    return tabwrite("".join(rows), 5, 3)
+def service_table(lb: lb_model.AgentConfig, rows: Sequence[tuple[int, lb_model.Frontend]]) -> str:
+    """``service list`` of these frontends as an agent with these settings prints it."""
+    return tabwrite(lb_model.service_list_cells(lb, rows), 5, 3)
 
 
 def service_json(view: AgentView) -> str:
-    return service_list_json(view.version, view.frontends)
+    assert view.lb is not None
+    return service_list_json(view.lb, view.frontends)
 
 
-def service_list_json(version: Version, frontends: Sequence[Frontend]) -> str:
-    """``service list -o json`` of these frontends as an agent of ``version`` prints it."""
-    v = short(version)
-    out = []
-    for fe in sorted(frontends, key=lambda f: f.id):
-        proto = fe.protocol.upper() if v >= (1, 15) else ""
-        bes = []
-        for be in fe.backends:
-            b: dict[str, Any] = {"ip": be.ip, "nodeName": be.node_name, "port": be.port, "state": be.state,
-                                 "preferred": False, "weight": 100}
-            if v >= (1, 18):
-                b["protocol"] = be.protocol.upper()
-                b["zone"] = ""
-            bes.append(dict(sorted(b.items())))
-        spec = {
-            "backend-addresses": bes,
-            "flags": {"cluster": "", "extTrafficPolicy": fe.traffic_policy, "healthCheckNodePort": 0,
-                      "intTrafficPolicy": "Cluster", "name": fe.name, "namespace": fe.namespace, "natPolicy": "",
-                      "trafficPolicy": fe.traffic_policy, "type": fe.type},
-            "frontend-address": {"ip": fe.ip, "port": fe.port, "protocol": proto, "scope": fe.scope},
-            "id": fe.id,
-            "updateServices": False,
-        }
-        out.append({"spec": spec, "status": {"realized": spec}})
-    return dumps_indented(out) + "\n"
+def service_list_json(lb: lb_model.AgentConfig, rows: Sequence[tuple[int, lb_model.Frontend]]) -> str:
+    """``service list -o json`` of these frontends as an agent with these settings prints it."""
+    return dumps_indented(lb_model.service_list_model(lb, rows)) + "\n"

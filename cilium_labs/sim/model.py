@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 import attrs
 
 from ..spec import LabSpec
+from . import helm_release
 from . import objects as ob
 from .config import CiliumConfig
 from .faults import Fault, parse_faults
@@ -99,6 +100,20 @@ class PodRuntime:
     ips: list[str] = attrs.field(factory=list)
     agent: bool = False
     start_delay: float = 1.0
+    never_ready: bool = False
+    """Its readiness probe always fails (an exec probe of ``false``): it runs, keeps its IP, is never Ready."""
+
+
+NEVER_READY_COMMANDS = (["false"], ["/bin/false"], ["/usr/bin/false"])
+
+
+def _never_ready(spec: Mapping[str, Any]) -> bool:
+    """A container's readiness probe that cannot pass: ``exec: {command: [false]}`` exits 1, so the kubelet
+    keeps the pod not Ready (and the EndpointSlice controller lists it with ``ready: false``)."""
+    return any(
+        ((c.get("readinessProbe") or {}).get("exec") or {}).get("command") in NEVER_READY_COMMANDS
+        for c in spec.get("containers") or []
+    )
 
 
 def clone(obj: Any) -> Any:
@@ -112,6 +127,14 @@ def _quantity(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(int(value))
     return str(value)
+
+
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+ENDPOINTSLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+
+
+def _controller_managed(obj: dict[str, Any]) -> bool:
+    return (obj.get("metadata", {}).get("labels") or {}).get(MANAGED_BY) == ENDPOINTSLICE_CONTROLLER
 
 
 def api_normalize(obj: Any, key: str = "") -> Any:
@@ -490,6 +513,8 @@ class SimCluster:
             obj["status"] = {"phase": "Active"}
         elif key == "services":
             self._admit_service(obj)
+        elif key == "discovery.k8s.io/endpointslices":
+            self._admit_endpoint_slice(obj)
         elif key == "pods":
             spec = obj.setdefault("spec", {})
             if not spec.get("containers"):
@@ -505,7 +530,8 @@ class SimCluster:
             spec.setdefault("terminationGracePeriodSeconds", 30)
             obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
             self.runtime[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = PodRuntime(
-                created=self.clock(), host_network=bool(spec.get("hostNetwork")), start_delay=self.pod_start_s)
+                created=self.clock(), host_network=bool(spec.get("hostNetwork")), start_delay=self.pod_start_s,
+                never_ready=_never_ready(spec))
         elif key in ("apps/deployments", "apps/daemonsets", "apps/replicasets"):
             spec = obj.setdefault("spec", {})
             tmpl_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
@@ -515,6 +541,26 @@ class SimCluster:
                                "labels")
             obj["metadata"]["generation"] = 1
             obj["status"] = {}
+
+    @staticmethod
+    def _admit_endpoint_slice(obj: dict[str, Any]) -> None:
+        """What the API server checks and defaults on an EndpointSlice someone else than the EndpointSlice
+        controller manages (a selector-less Service's): the address type, and TCP for a port without a protocol
+        (k8s.io/api discovery/v1 ``EndpointPort.Protocol`` "Defaults to TCP"). Endpoint conditions are kept as
+        given: ``ready``/``serving``/``terminating`` may each be absent (unknown)."""
+        name = obj["metadata"]["name"]
+        kind = obj.get("addressType")
+        if kind not in ("IPv4", "IPv6", "FQDN"):
+            raise ApiError(422, "Invalid", f'EndpointSlice.discovery.k8s.io "{name}" is invalid: addressType: '
+                           + ("Required value" if not kind else f'Unsupported value: "{kind}": supported values: '
+                              '"FQDN", "IPv4", "IPv6"'))
+        for p in obj.get("ports") or []:
+            p.setdefault("protocol", "TCP")
+        for i, ep in enumerate(obj.get("endpoints") or []):
+            if not ep.get("addresses"):
+                raise ApiError(422, "Invalid", f'EndpointSlice.discovery.k8s.io "{name}" is invalid: '
+                               f"endpoints[{i}].addresses: Required value: must contain at least 1 address")
+            ep.setdefault("conditions", {})
 
     def _admit_service(self, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
@@ -531,35 +577,101 @@ class SimCluster:
             p.setdefault("targetPort", p.get("port"))
             if kind in ("NodePort", "LoadBalancer") and not p.get("nodePort"):
                 p["nodePort"] = self._alloc_node_port()
+            elif p.get("nodePort"):
+                if p["nodePort"] in self.node_ports:
+                    raise ApiError(422, "Invalid", f'Service "{obj["metadata"]["name"]}" is invalid: '
+                                   f'spec.ports[{ports.index(p)}].nodePort: Invalid value: {p["nodePort"]}: '
+                                   "provided port is already allocated")
+                self.node_ports.add(p["nodePort"])
         spec.setdefault("sessionAffinity", "None")
         spec.setdefault("internalTrafficPolicy", "Cluster")
         if kind in ("NodePort", "LoadBalancer"):
             spec.setdefault("externalTrafficPolicy", "Cluster")
-        fams = self.spec.families
-        policy = spec.setdefault("ipFamilyPolicy", "SingleStack")
-        if spec.get("ipFamilies"):
-            families = [4 if f == "IPv4" else 6 for f in spec["ipFamilies"]]
-            if any(f not in fams for f in families):
-                raise ApiError(422, "Invalid", f'Service "{obj["metadata"]["name"]}" is invalid: spec.ipFamilies: '
-                               "Invalid value: the cluster is not configured for this IP family")
-        elif policy in ("PreferDualStack", "RequireDualStack"):
-            families = list(fams)
-        else:
-            families = [fams[0]]
-        spec["ipFamilies"] = ["IPv4" if f == 4 else "IPv6" for f in families]
         if kind == "ExternalName":
             return
+        name = obj["metadata"]["name"]
+        ips = self._service_families(name, spec)
         if spec.get("clusterIP") == "None":
-            spec["clusterIPs"] = ["None"]
             return
-        ips = []
-        wanted = [spec["clusterIP"]] if spec.get("clusterIP") else []
-        for i, fam in enumerate(families):
-            ips.append(self._alloc_service_ip(fam, wanted[i] if i < len(wanted) else None,
-                                              obj["metadata"]["name"]))
-        spec["clusterIP"] = ips[0]
-        spec["clusterIPs"] = ips
+        allocated: list[str] = []
+        try:
+            for i, fam in enumerate([4 if f == "IPv4" else 6 for f in spec["ipFamilies"]]):
+                allocated.append(self._alloc_service_ip(fam, ips[i] if i < len(ips) else None, name))
+        except ApiError:
+            self.service_ips.difference_update(allocated)
+            raise
+        spec["clusterIP"] = allocated[0]
+        spec["clusterIPs"] = allocated
         obj["status"] = {"loadBalancer": {}}
+
+    def _service_families(self, name: str, spec: dict[str, Any]) -> list[str]:
+        """``clusterIP``/``clusterIPs``/``ipFamilies``/``ipFamilyPolicy`` as the API server settles them on create
+        (kubernetes v1.36.3 pkg/registry/core/service/strategy.go ``normalizeClusterIPs`` and
+        pkg/registry/core/service/storage/alloc.go ``initIPFamilyFields``): the requested addresses in family
+        order, with ``spec.ipFamilies`` and ``spec.ipFamilyPolicy`` filled in."""
+
+        def invalid(field: str, value: Any, why: str) -> ApiError:
+            return ApiError(422, "Invalid", f'Service "{name}" is invalid: {field}: Invalid value: '
+                            f"{json.dumps(value)}: {why}")
+
+        single = spec.get("clusterIP") or ""
+        ips = [str(ip) for ip in spec.get("clusterIPs") or []]
+        if single and not ips:
+            ips = [single]
+        elif ips and not single:
+            single = spec["clusterIP"] = ips[0]
+        if ips and ips[0] != single:
+            raise invalid("spec.clusterIPs[0]", ips[0], "must match `clusterIP` when both are specified")
+        headless = single == "None"
+        if headless:
+            ips = ["None"]
+        if ips:
+            spec["clusterIPs"] = ips
+        else:
+            spec.pop("clusterIPs", None)
+        policy = spec.get("ipFamilyPolicy")
+        if policy is None:
+            policy = "RequireDualStack" if headless and not spec.get("selector") else "SingleStack"
+            spec["ipFamilyPolicy"] = policy
+        if policy not in ("SingleStack", "PreferDualStack", "RequireDualStack"):
+            raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.ipFamilyPolicy: Unsupported value: '
+                           f'"{policy}"')
+        families = [str(f) for f in spec.get("ipFamilies") or []]
+        if policy == "SingleStack" and len(ips) == 2:
+            raise invalid("spec.ipFamilyPolicy", policy,
+                          "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified")
+        if policy == "SingleStack" and len(families) == 2:
+            raise invalid("spec.ipFamilyPolicy", policy,
+                          "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified")
+        configured = {"IPv4" if f == 4 else "IPv6" for f in self.spec.families}
+        for i, ip in enumerate([] if headless else ips):
+            try:
+                fam = "IPv6" if ipaddress.ip_address(ip).version == 6 else "IPv4"
+            except ValueError:
+                raise invalid(f"spec.clusterIPs[{i}]", ip, "must be a valid IP address") from None
+            if i < len(families) and families[i] != fam:
+                raise invalid(f"spec.ipFamilies[{i}]", families[i], f"does not match the IP family of {ip}")
+            if i >= len(families):
+                if fam not in configured:
+                    raise invalid(f"spec.clusterIPs[{i}]", ips, f"{fam} is not configured on this cluster")
+                families.append(fam)
+        default = "IPv4" if self.spec.families[0] == 4 else "IPv6"
+        if headless and not spec.get("selector"):
+            families = families or [default]
+            if len(families) < 2 and policy != "SingleStack":
+                families.append("IPv6" if families[0] == "IPv4" else "IPv4")
+            spec["ipFamilies"] = families
+            return ips
+        if policy == "RequireDualStack" and len(configured) < 2:
+            raise invalid("spec.ipFamilyPolicy", policy, "this cluster is not configured for dual-stack services")
+        for i, fam in enumerate(families):
+            if fam not in configured:
+                raise invalid(f"spec.ipFamilies[{i}]", fam, "not configured on this cluster")
+        families = families or [default]
+        if policy != "SingleStack" and len(families) == 1 and len(configured) == 2:
+            families.append("IPv6" if families[0] == "IPv4" else "IPv4")
+        spec["ipFamilies"] = families
+        return [] if headless else ips
 
     def _service_cidr(self, fam: int) -> IPNet:
         for cidr in self.spec.service_cidrs:
@@ -577,10 +689,11 @@ class SimCluster:
                 raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.clusterIPs: Invalid value: '
                                f'"{wanted}": must be a valid IP address') from None
             if ip not in net or str(ip) in self.service_ips:
+                taken = str(ip) in self.service_ips
+                why = (f"failed to allocate IP {wanted}: provided IP is already allocated" if taken
+                       else f"provided IP is not in the valid range. The range of valid IPs is {net}")
                 raise ApiError(422, "Invalid", f'Service "{name}" is invalid: spec.clusterIPs: Invalid value: '
-                               f'"{wanted}": failed to allocate IP {wanted}: provided IP is already allocated'
-                               if str(ip) in self.service_ips else
-                               f'"{wanted}": provided IP is not in the valid range. The range of valid IPs is {net}')
+                               f'"{wanted}": {why}')
             self.service_ips.add(str(ip))
             return str(ip)
         if offset is not None:
@@ -853,6 +966,10 @@ class SimCluster:
                     if start <= now:
                         rt.started_at = start
                         rt.ips = list(node.ips) if rt.host_network else self._pod_ips(node)
+                        if not rt.host_network and self.cilium is not None:  # the agent writes its CEP
+                            from .endpoints import cilium_endpoint  # imports the agent, which imports this
+                            self._put("cilium.io/ciliumendpoints", cilium_endpoint(pod, node.name, node.ips[0],
+                                                                                   rt.ips))
                     else:
                         due.append(start)
             ready = self._pod_ready(rt, now, due)
@@ -877,7 +994,7 @@ class SimCluster:
                 due.append(at)
                 return False
             return True
-        return True
+        return not rt.never_ready
 
     # -- controller status fields -----------------------------------------------------------------------------
     def _reconcile_status(self) -> None:
@@ -981,8 +1098,7 @@ class SimCluster:
                     self._put("discovery.k8s.io/endpointslices", {
                         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                         "metadata": {"name": slice_name, "namespace": ns, "generateName": f"{name}-",
-                                     "labels": {"endpointslice.kubernetes.io/managed-by":
-                                                "endpointslice-controller.k8s.io",
+                                     "labels": {MANAGED_BY: ENDPOINTSLICE_CONTROLLER,
                                                 "kubernetes.io/service-name": name},
                                      "ownerReferences": [ob.owner_ref("v1", "Service", svc)]},
                         **body})
@@ -1014,9 +1130,11 @@ class SimCluster:
             live.add((ns, name))
         if only is not None:
             return  # nothing else changed: no slice became stale
-        for key in ("discovery.k8s.io/endpointslices",):
-            for k in [k for k in self.store[key] if k not in live]:
-                del self.store[key][k]
+        # the controller removes only the slices it manages (kube-controller-manager's EndpointSlice controller
+        # selects by this label): a selector-less Service's own slices stay as their owner wrote them
+        store = self.store["discovery.k8s.io/endpointslices"]
+        for k in [k for k, sl in store.items() if k not in live and _controller_managed(sl)]:
+            del store[k]
 
     def _reconcile_nodes(self) -> None:
         for n in self.nodes:
@@ -1046,6 +1164,7 @@ class SimCluster:
             ver = "v" + ".".join(str(x) for x in cfg.version_tuple)
             self._put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
                 "name": "cilium-config", "namespace": CILIUM_NS}, "data": dict(cfg.data)})
+            self._put("secrets", helm_release.release_secret(cfg, CILIUM_NS, ob.now_rfc3339()))
             for plural in ("ciliumnodes", "ciliumendpoints", "ciliumidentities", "ciliumnetworkpolicies",
                            "ciliumclusterwidenetworkpolicies"):
                 res = BY_KEY[f"cilium.io/{plural}"]
@@ -1081,6 +1200,12 @@ class SimCluster:
                 self._put("cilium.io/ciliumnodes", self._cilium_node(n))
             self._admit("apps/daemonsets", ds)
             self._put("apps/daemonsets", ds)
+            envoy = _find(cfg.rendered, "DaemonSet", "cilium-envoy")  # the chart's, from 1.16 on by default
+            if envoy is not None:
+                envoy = api_normalize(clone(envoy))
+                envoy.setdefault("metadata", {})["namespace"] = CILIUM_NS
+                self._admit("apps/daemonsets", envoy)
+                self._put("apps/daemonsets", envoy)
             op = _find(cfg.rendered, "Deployment", "cilium-operator")
             if op is None:
                 op_labels = {"io.cilium/app": "operator", "name": "cilium-operator",
@@ -1107,9 +1232,10 @@ class SimCluster:
             self.tick()
 
     def _uninstall_cilium(self) -> None:
-        for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/deployments", CILIUM_NS,
-                                                                          "cilium-operator"),
-                              ("configmaps", CILIUM_NS, "cilium-config")):
+        for key, ns, name in (("apps/daemonsets", CILIUM_NS, "cilium"), ("apps/daemonsets", CILIUM_NS, "cilium-envoy"),
+                              ("apps/deployments", CILIUM_NS, "cilium-operator"),
+                              ("configmaps", CILIUM_NS, "cilium-config"),
+                              ("secrets", CILIUM_NS, f"sh.helm.release.v1.{helm_release.RELEASE_NAME}.v1")):
             obj = self.store[key].pop((ns, name), None)
             if obj:
                 self._on_delete(key, obj)

@@ -1,5 +1,6 @@
 """The simulated Kubernetes API server: HTTPS on 127.0.0.1, bearer-token auth, the real JSON shapes, pod exec over
-the ``channel.k8s.io`` websocket family, and an authenticated admin API (``/sim/v1/...``) for installs and faults.
+the ``channel.k8s.io`` websocket family and over SPDY/3.1 (``spdy.py``: what client-go's SPDY executor, cilium-cli
+and ``kubectl`` without websockets speak), and an authenticated admin API (``/sim/v1/...``) for installs and faults.
 
 asyncio + aiohttp, so hundreds of concurrent execs (each waiting its simulated latency) cost one thread.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import json
 import logging
 import re
@@ -15,12 +17,13 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from aiohttp import web
+import attrs
+from aiohttp import WSMsgType, web
 
 from . import agent as agent_mod
-from . import tables
+from . import spdy, tables
 from .config import resolve, spec_values
 from .faults import FailureSpread, FaultError
 from .model import CILIUM_NS, ApiError, SimCluster, not_found
@@ -30,6 +33,13 @@ from .tls import Pki, kubeconfig_text, make_pki, write_private
 log = logging.getLogger(__name__)
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
+SPDY_EXEC_PROTOCOLS = ("v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+"""cri-streaming v0.36.3 remotecommand/constants.go SupportedStreamingProtocols: what the kubelet negotiates over
+SPDY (v5 is websocket-only; client-go offers v5 first and gets v4)."""
+SPDY_RESIZE_PROTOCOLS = ("v4.channel.k8s.io", "v3.channel.k8s.io")
+HEADER_PROTOCOL_VERSION = "X-Stream-Protocol-Version"
+STREAM_CREATION_TIMEOUT = 30.0
+"""remotecommand constants.go DefaultStreamCreationTimeout."""
 GROUPS = ("apps", "discovery.k8s.io", "networking.k8s.io", "apiextensions.k8s.io", "cilium.io")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,6 +73,8 @@ class SimServer:
         self.started_at = time.monotonic()
         self.requests = 0
         self.execs = 0
+        self.exec_protocols: collections.Counter[str] = collections.Counter()
+        """Execs by transport and negotiated subprotocol (``spdy/v4.channel.k8s.io``, ``websocket/v5...``)."""
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         """How an exec waits out its latency (tests record it instead of waiting)."""
 
@@ -359,14 +371,48 @@ class SimServer:
             node, is_agent, container = self._exec_target(namespace, name, q.get("container"))
         except _KubeletError as err:
             return web.Response(status=500, text=str(err), content_type="text/plain")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade != "websocket" and spdy.UPGRADE.lower() not in upgrade:
             raise ApiError(400, "BadRequest", "Upgrade request required")
         if not argv:
             raise ApiError(400, "BadRequest", "you must specify at least 1 command")
+        opts = _ExecOptions.from_query(q)
+
+        async def run(stdin: bytes) -> agent_mod.ExecOutcome:
+            outcome = await self._run_exec(node, is_agent, namespace, name, container, argv, stdin)
+            return _through_tty(outcome) if opts.tty else outcome
+
+        if upgrade == "websocket":
+            return await self._exec_websocket(request, argv, opts, run)
+        return await self._exec_spdy(request, argv, opts, run)
+
+    async def _run_exec(self, node: str, is_agent: bool, namespace: str, name: str, container: str,
+                        argv: list[str], stdin: bytes) -> agent_mod.ExecOutcome:
+        """What the command prints and exits with, after the simulated latency (the same for every protocol)."""
+        self.execs += 1
+        delay = self.exec_latency_ms / 1000.0
+        for fault in self.cluster.faults_for("agent-slow", node):
+            delay += float(fault.get("seconds", 0.0))
+        if delay > 0:
+            await self.sleep(delay)
+        if argv[0].rsplit("/", 1)[-1] in _STDIN_COMMANDS:
+            return _generic_exec(argv, node, stdin)
+        if is_agent:
+            return agent_mod.run(self.cluster, node, argv)
+        # netns datapath hook (cilium_labs.sim.datapath_bridge): run it for real in the pod's namespace
+        handler = getattr(self.cluster, "exec_handler", None)
+        real = None
+        if handler is not None:
+            real = await asyncio.get_running_loop().run_in_executor(
+                getattr(self.cluster, "exec_executor", None), handler, namespace, name, container, argv)
+        return real if real is not None else _generic_exec(argv, node, stdin)
+
+    async def _exec_websocket(self, request: web.Request, argv: list[str], opts: _ExecOptions,
+                              run: Callable[[bytes], Awaitable[agent_mod.ExecOutcome]]) -> web.StreamResponse:
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True, heartbeat=None)
         await ws.prepare(request)
         proto = ws.ws_protocol or ""
-        self.execs += 1
+        self.exec_protocols[f"websocket/{proto}"] += 1
 
         async def send(channel: int, data: bytes) -> None:
             if proto == "base64.channel.k8s.io":
@@ -375,27 +421,14 @@ class SimServer:
                 await ws.send_bytes(bytes([channel]) + data)
 
         try:
-            if q.get("stdout", "true") in ("1", "true"):
+            if opts.stdout:
                 await send(1, b"")  # the kubelet's "connection established" frame
-            delay = self.exec_latency_ms / 1000.0
-            for fault in self.cluster.faults_for("agent-slow", node):
-                delay += float(fault.get("seconds", 0.0))
-            if delay > 0:
-                await self.sleep(delay)
-            if is_agent:
-                outcome = agent_mod.run(self.cluster, node, argv)
-            else:
-                # netns datapath hook (cilium_labs.sim.datapath_bridge): run it for real in the pod's namespace
-                handler = getattr(self.cluster, "exec_handler", None)
-                real = None
-                if handler is not None:
-                    real = await asyncio.get_running_loop().run_in_executor(
-                        getattr(self.cluster, "exec_executor", None), handler, namespace, name, container, argv)
-                outcome = real if real is not None else _generic_exec(argv, node)
+            stdin = await _websocket_stdin(ws, proto) if opts.stdin and _reads_stdin(argv) else b""
+            outcome = await run(stdin)
             frames: list[tuple[int, bytes]] = []
-            if outcome.stdout and q.get("stdout", "true") in ("1", "true"):
+            if outcome.stdout and opts.stdout:
                 frames.append((1, outcome.stdout.encode()))
-            if outcome.stderr and q.get("stderr", "true") in ("1", "true"):
+            if outcome.stderr and opts.stderr:
                 frames.append((2, outcome.stderr.encode()))
             frames.append((3, _exec_status(proto, argv, outcome).encode()))
             transport = request.transport
@@ -411,6 +444,52 @@ class SimServer:
         finally:
             await ws.close()
         return ws
+
+    async def _exec_spdy(self, request: web.Request, argv: list[str], opts: _ExecOptions,
+                         run: Callable[[bytes], Awaitable[agent_mod.ExecOutcome]]) -> web.StreamResponse:
+        """Exec over SPDY/3.1 as the kubelet serves it behind the API server: cri-streaming v0.36.3
+        remotecommand/httpstream.go createHTTPStreamStreams (handshake, then wait for the client's streams, one per
+        requested std stream plus ``error``, plus ``resize`` with a TTY on v3+) and exec.go ServeExec (the status
+        on the error stream, then the connection closed)."""
+        protocol = spdy.negotiate(request.headers.getall(HEADER_PROTOCOL_VERSION, []), SPDY_EXEC_PROTOCOLS)
+        if protocol is None:
+            offered = ", ".join(request.headers.getall(HEADER_PROTOCOL_VERSION, []))
+            if not offered:
+                return web.Response(status=400, text=f"unable to upgrade: header {HEADER_PROTOCOL_VERSION} does "
+                                    "not exist in request\n", content_type="text/plain")
+            return web.Response(
+                status=403, content_type="text/plain",
+                text=f"unable to upgrade: unable to negotiate protocol: client supports [{offered}], server accepts "
+                     f"[{' '.join(SPDY_EXEC_PROTOCOLS)}]\n",
+                headers=[("X-Accepted-Stream-Protocol-Versions", p) for p in SPDY_EXEC_PROTOCOLS])
+        transport = request.transport
+        if transport is None:
+            raise ApiError(500, "InternalError", "Internal error occurred: the connection is gone")
+        session = spdy.ServerSession(transport.write)
+        # the client writes nothing before it has read the 101: take the bytes that follow before answering it
+        request.protocol.set_parser(cast(Any, session))
+        request.protocol.keep_alive(False)
+        resp = _SwitchingProtocols(protocol)
+        await resp.prepare(request)
+        self.exec_protocols[f"spdy/{protocol}"] += 1
+        expected = 1 + opts.stdin + opts.stdout + opts.stderr + (opts.tty and protocol in SPDY_RESIZE_PROTOCOLS)
+        streams = await session.wait_streams(expected, STREAM_CREATION_TIMEOUT)
+        if streams is None:  # httpstream.go: "timed out waiting for client to create streams"
+            session.close()
+            return resp
+        by_type = {s.header("streamType"): s for s in streams}
+        stdin = b""
+        if "stdin" in by_type and _reads_stdin(argv):
+            await by_type["stdin"].remote_closed.wait()
+            stdin = bytes(by_type["stdin"].received)
+        outcome = await run(stdin)
+        for kind, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            if kind in by_type:
+                session.send(by_type[kind], text.encode(), fin=True)
+        if "error" in by_type:
+            session.send(by_type["error"], _exec_status(protocol, argv, outcome).encode(), fin=True)
+        session.close()
+        return resp
 
     # -- admin API -----------------------------------------------------------------------------------------------
     async def _admin(self, request: web.Request, what: str) -> web.Response:
@@ -477,7 +556,8 @@ class _KubeletError(Exception):
 
 def _exec_status(proto: str, argv: list[str], outcome: agent_mod.ExecOutcome) -> str:
     """The status channel: a ``Status`` object (v4/v5), or a bare error message (v1 ``channel.k8s.io``)."""
-    v1 = proto in ("channel.k8s.io", "base64.channel.k8s.io", "")
+    # cri-streaming v0.36.3 remotecommand/httpstream.go: v2 and v3 (SPDY) write the status as v1 does, text only
+    v1 = proto in ("channel.k8s.io", "base64.channel.k8s.io", "", "v2.channel.k8s.io", "v3.channel.k8s.io")
     if outcome.error is not None:
         msg = f"error executing command in container: {outcome.error}"
         if v1:
@@ -511,7 +591,18 @@ def _go_list(argv: list[str]) -> str:
 _SLEEP = re.compile(r"^\d+(\.\d+)?$")
 
 
-def _generic_exec(argv: list[str], node: str) -> agent_mod.ExecOutcome:
+_STDIN_COMMANDS = frozenset({"cat", "seq"})
+"""Coreutils every image here has (the agent's Ubuntu image and the test pods alike) that the simulator answers the
+same in any container: ``cat`` echoes stdin (what ``kubectl exec -i ... -- cat`` scripts lean on), ``seq`` prints as
+much as it is asked to."""
+
+
+def _reads_stdin(argv: list[str]) -> bool:
+    """Whether the simulated command consumes stdin (then the exec waits for the client to close it)."""
+    return argv[0].rsplit("/", 1)[-1] == "cat" and all(a == "-" for a in argv[1:])
+
+
+def _generic_exec(argv: list[str], node: str, stdin: bytes = b"") -> agent_mod.ExecOutcome:
     """Commands every container image has; anything else is the runtime's "executable file not found"."""
     binary = argv[0].rsplit("/", 1)[-1]
     if binary in ("true", "false"):
@@ -520,4 +611,88 @@ def _generic_exec(argv: list[str], node: str) -> agent_mod.ExecOutcome:
         return agent_mod.ExecOutcome(" ".join(argv[1:]) + "\n")
     if binary == "hostname":
         return agent_mod.ExecOutcome(node + "\n")
+    if binary == "cat":
+        files = [a for a in argv[1:] if a != "-"]
+        if not files:
+            return agent_mod.ExecOutcome(stdin.decode(errors="replace"))
+        return agent_mod.ExecOutcome("", "".join(f"cat: {f}: No such file or directory\n" for f in files), 1)
+    if binary == "seq":
+        return _seq(argv[1:])
     return agent_mod._not_found(argv[0])
+
+
+def _seq(args: list[str]) -> agent_mod.ExecOutcome:
+    """GNU ``seq`` [FIRST [INCREMENT]] LAST over integers, one number a line."""
+    if not 1 <= len(args) <= 3:
+        msg = "missing operand" if not args else f"extra operand '{args[3]}'"
+        return agent_mod.ExecOutcome("", f"seq: {msg}\nTry 'seq --help' for more information.\n", 1)
+    nums: list[int] = []
+    for a in args:
+        try:
+            nums.append(int(a))
+        except ValueError:
+            return agent_mod.ExecOutcome("", f"seq: invalid floating point argument: '{a}'\n"
+                                             "Try 'seq --help' for more information.\n", 1)
+    first, step, last = (1, 1, nums[0]) if len(nums) == 1 else (
+        (nums[0], 1, nums[1]) if len(nums) == 2 else (nums[0], nums[1], nums[2]))
+    if step == 0:
+        return agent_mod.ExecOutcome("", "seq: invalid Zero increment value: '0'\n"
+                                         "Try 'seq --help' for more information.\n", 1)
+    return agent_mod.ExecOutcome("".join(f"{n}\n" for n in range(first, last + (1 if step > 0 else -1), step)))
+
+
+@attrs.frozen
+class _ExecOptions:
+    """Which std streams an exec asked for (PodExecOptions). A TTY merges stderr into stdout: cri-streaming
+    v0.36.3 remotecommand/httpstream.go NewOptions drops stderr when tty is set."""
+
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    tty: bool
+
+    @classmethod
+    def from_query(cls, q: Mapping[str, str]) -> _ExecOptions:
+        def flag(name: str, default: str) -> bool:
+            return q.get(name, default) in ("1", "true")
+
+        tty = flag("tty", "false")
+        return cls(stdin=flag("stdin", "false"), stdout=flag("stdout", "true"),
+                   stderr=flag("stderr", "true") and not tty, tty=tty)
+
+
+def _through_tty(outcome: agent_mod.ExecOutcome) -> agent_mod.ExecOutcome:
+    """What a terminal makes of the output: stderr goes to the same pty as stdout, and the line discipline's
+    ONLCR turns each newline into CR LF (the stderr stream does not exist with a TTY)."""
+    return attrs.evolve(outcome, stdout=(outcome.stdout + outcome.stderr).replace("\n", "\r\n"), stderr="")
+
+
+class _SwitchingProtocols(web.StreamResponse):
+    """The 101 that hands the connection to SPDY (streaming v0.36.3 pkg/httpstream/spdy/upgrade.go
+    UpgradeResponse: ``Connection: Upgrade``, ``Upgrade: SPDY/3.1``, and the negotiated
+    ``X-Stream-Protocol-Version`` from Handshake). Nothing of HTTP follows it on the wire."""
+
+    def __init__(self, protocol: str) -> None:
+        super().__init__(status=101, headers={"Connection": "Upgrade", "Upgrade": spdy.UPGRADE,
+                                              HEADER_PROTOCOL_VERSION: protocol})
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """The SPDY session wrote its own end; aiohttp must not add a chunk terminator."""
+
+
+async def _websocket_stdin(ws: web.WebSocketResponse, proto: str) -> bytes:
+    """What the client sends on the stdin channel until it closes it: v5 sends ``[255, 0]`` (client-go v0.36.3
+    tools/remotecommand/websocket.go: StreamClose then the stream id), older protocols can only close the socket."""
+    buf = bytearray()
+    async for msg in ws:
+        if msg.type == WSMsgType.BINARY:
+            frame = bytes(msg.data)
+        elif msg.type == WSMsgType.TEXT and proto == "base64.channel.k8s.io" and msg.data:
+            frame = bytes([ord(msg.data[0]) - ord("0")]) + base64.b64decode(msg.data[1:])
+        else:
+            continue
+        if frame[:1] == b"\x00":
+            buf += frame[1:]
+        elif frame[:2] == b"\xff\x00":
+            break
+    return bytes(buf)

@@ -54,7 +54,7 @@ def _report() -> Report:
 
 def test_json_contract() -> None:
     data = json.loads(_report().to_json())
-    assert list(data) == ["ok", "cluster", "cilium_version", "duration_s", "checks"]
+    assert list(data) == ["ok", "cluster", "cilium_version", "duration_s", "strict", "warnings", "checks"]
     assert data["ok"] is False and data["cluster"] == "lab" and data["cilium_version"] == "1.16.3"
     assert data["duration_s"] == 2.0
     health, tunnels, services = data["checks"]
@@ -65,8 +65,13 @@ def test_json_contract() -> None:
         "object": "daemonset kube-system/cilium",
         "expected": "3/3 ready",
         "found": "2/3 ready",
+        "severity": "error",
     }
-    assert all(set(f) == {"node", "kind", "object", "expected", "found"} for c in data["checks"] for f in c["findings"])
+    assert all(
+        set(f) == {"node", "kind", "object", "expected", "found", "severity"}
+        for c in data["checks"]
+        for f in c["findings"]
+    )
     assert tunnels["skipped"] is True and tunnels["ok"] is True and tunnels["skip_reason"].startswith("does not apply")
     assert "skip_reason" not in services
 
@@ -146,3 +151,62 @@ def test_real_run_renders_passed() -> None:
     assert _render(report).rstrip().endswith("PASSED")
     root = ET.fromstring(report.to_junit())
     assert root.get("failures") == "0" and root.get("tests") == str(3 * (len(report.nodes) + 1))
+
+
+def _warned(strict: bool = False) -> Report:
+    flaky = Finding(
+        "health",
+        None,
+        "api-flaky",
+        "Kubernetes API (pod exec)",
+        "at most 5% of exec attempts failing transiently",
+        "9 of 60 attempts failed with a 5xx/429 or a broken exec and were retried",
+        severity="warning",
+    )
+    return Report.build(
+        [CheckResult("health", ok=True, findings=(flaky,), duration_s=0.5), CheckResult("tunnels", ok=True)],
+        cluster="lab",
+        cilium_version="1.20.0",
+        duration_s=1.0,
+        nodes=NODES,
+        strict=strict,
+    )
+
+
+def test_warnings_pass_and_are_reported_with_their_severity() -> None:
+    report = _warned()
+    data = json.loads(report.to_json())
+    assert report.ok and data["ok"] is True and data["warnings"] == 1 and data["strict"] is False
+    assert data["checks"][0]["ok"] is True and data["checks"][0]["findings"][0]["severity"] == "warning"
+    assert Report.from_dict(data).to_dict() == data
+
+
+def test_strict_makes_warnings_fail() -> None:
+    report = _warned(strict=True)
+    data = json.loads(report.to_json())
+    assert not report.ok and data["ok"] is False and data["strict"] is True
+    assert data["checks"][0]["ok"] is False and data["checks"][1]["ok"] is True
+    assert Report.from_dict(data).to_dict() == data
+
+
+def test_junit_carries_the_severity() -> None:
+    root = ET.fromstring(_warned().to_junit())
+    assert root.get("failures") == "0"
+    case = root.find("testsuite[@name='health']/testcase[@name='cluster-wide']")
+    assert case is not None and case.find("failure") is None
+    (prop,) = case.findall("properties/property")
+    assert prop.get("name") == "warning" and prop.get("value", "").startswith("warning: api-flaky")
+    strict = ET.fromstring(_warned(strict=True).to_junit())
+    failure = strict.find("testsuite[@name='health']/testcase[@name='cluster-wide']/failure")
+    assert strict.get("failures") == "1" and failure is not None
+    assert "--strict" in failure.get("message", "") and failure.get("type") == "api-flaky"
+
+
+def test_table_shows_warnings() -> None:
+    console = Console(record=True, width=200)
+    _warned().render_table(console)
+    text = console.export_text()
+    assert "passed, 1 warning" in text and "PASSED (1 warning)" in text and "warning" in text
+    console = Console(record=True, width=200)
+    _warned(strict=True).render_table(console)
+    assert "FAILED (1 warning, --strict)" in console.export_text()

@@ -23,8 +23,15 @@ CASES = [
         {"routing-mode": "tunnel", "tunnel-protocol": "vxlan", "enable-ipv6": "true", "kube-proxy-replacement": "true"},
     ),
     (
-        ["--cilium-version", "1.16.19", "--tunnel-protocol", "geneve", "--ip-family", "ipv6", "--workers", "3"],
-        {"tunnel-protocol": "geneve", "enable-ipv4": "false", "enable-ipv6": "true", "ipam": "kubernetes"},
+        # an IPv6-only lab tunnels over IPv6 (underlayProtocol, 1.18+): before 1.18 it is refused (test_validate.py)
+        ["--cilium-version", "1.18.12", "--tunnel-protocol", "geneve", "--ip-family", "ipv6", "--workers", "3"],
+        {
+            "tunnel-protocol": "geneve",
+            "enable-ipv4": "false",
+            "enable-ipv6": "true",
+            "ipam": "kubernetes",
+            "underlay-protocol": "ipv6",
+        },
     ),
     (
         ["--cilium-version", "1.18.12", "--routing", "native", "--mtu", "1400"],

@@ -9,16 +9,19 @@ simulator (``tests/integration/test_verify_sim.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
 from kubernetes import client
 
+from cilium_labs.checks.services import as_json
+from cilium_labs.cilium import lb_model
 from cilium_labs.cluster import PodExec
 from cilium_labs.errors import ClusterError
 
@@ -39,6 +42,7 @@ class FakeCluster:
         protocol: str = "vxlan",
         name: str = "lab",
         legacy_tunnel_key: bool = False,
+        default_services: bool = True,
     ) -> None:
         self.name = name
         self.server = "https://127.0.0.1:6443"
@@ -78,6 +82,7 @@ class FakeCluster:
         self._services: list[client.V1Service] = []
         self._slices: list[client.V1EndpointSlice] = []
         self.pods_list = [self._pod(i, n) for i, n in enumerate(self.node_names)]
+        self.workload_pods: list[client.V1Pod] = []
         # fault hooks
         self.down: set[str] = set()
         self.slow: dict[str, float] = {}
@@ -94,6 +99,10 @@ class FakeCluster:
         self.max_in_flight = 0
         self.exec_delay = 0.0
         self._lock = threading.Lock()
+        self.service_text: dict[str, str] = {}
+        """Per node, a literal ``service list`` the agent prints instead of the healthy one."""
+        if not default_services:
+            return
         self.add_service(
             "default",
             "kubernetes",
@@ -130,15 +139,17 @@ class FakeCluster:
         name: str,
         *,
         ports: Sequence[tuple[str, int, int, str, int | None]],
-        endpoints: Sequence[tuple[str, str | None, bool, bool]] = (),
+        endpoints: Sequence[tuple[Any, ...]] = (),
         type: str = "ClusterIP",
         cluster_ips: Sequence[str] | None = None,
         lb_ips: Sequence[str] = (),
         external_ips: Sequence[str] = (),
         external_traffic_policy: str | None = None,
+        internal_traffic_policy: str | None = None,
         labels: dict[str, str] | None = None,
     ) -> None:
-        """``ports``: (name, port, targetPort, protocol, nodePort); ``endpoints``: (ip, node, ready, terminating)."""
+        """``ports``: (name, port, targetPort, protocol, nodePort); ``endpoints``: (ip, node, ready, terminating),
+        serving when ready or terminating, or (ip, node, ready, terminating, serving)."""
         if cluster_ips is None:
             self._next_ip += 1
             cluster_ips = [f"10.96.{self._next_ip // 250}.{self._next_ip % 250 + 1}"] + (
@@ -158,6 +169,8 @@ class FakeCluster:
                 ],
                 external_ips=list(external_ips) or None,
                 external_traffic_policy=external_traffic_policy,
+                internal_traffic_policy=internal_traffic_policy,
+                ip_families=[("IPv6" if ":" in ip else "IPv4") for ip in cluster_ips] or None,
             ),
             status=client.V1ServiceStatus(
                 load_balancer=client.V1LoadBalancerStatus(
@@ -166,7 +179,7 @@ class FakeCluster:
             ),
         )
         self._services.append(svc)
-        by_family: dict[str, list[tuple[str, str | None, bool, bool]]] = {}
+        by_family: dict[str, list[tuple[Any, ...]]] = {}
         for ep in endpoints:
             fam = "IPv6" if ":" in ep[0] else "IPv4"
             by_family.setdefault(fam, []).append(ep)
@@ -182,10 +195,10 @@ class FakeCluster:
                             addresses=[ip],
                             node_name=node,
                             conditions=client.V1EndpointConditions(
-                                ready=ready, serving=ready or term, terminating=term
+                                ready=ready, serving=(ready or term) if not rest else rest[0], terminating=term
                             ),
                         )
-                        for ip, node, ready, term in eps
+                        for ip, node, ready, term, *rest in eps
                     ],
                     ports=[
                         client.DiscoveryV1EndpointPort(name=pn, port=t, protocol=proto) for pn, _, t, proto, _ in ports
@@ -196,9 +209,27 @@ class FakeCluster:
     # -- Cluster API ---------------------------------------------------------------------------------------------
     def _read(self) -> None:
         with self._lock:
+            self.reads += 1
             if self.flaky_reads > 0:
                 self.flaky_reads -= 1
+                self.read_failures += 1
                 raise ClusterError("list: API answered 500 Internal Server Error", status=500)
+
+    reads = 0
+    read_failures = 0
+    deadline_hits = 0
+
+    def read_stats(self) -> tuple[int, int]:
+        return self.reads, self.read_failures
+
+    def ping(self, timeout: float | None = None) -> str:
+        self._read()
+        return "v1.33.1"
+
+    @contextlib.contextmanager
+    def deadline_at(self, deadline: float | None) -> Iterator[None]:
+        """``Cluster.deadline_at``: the fake answers at once, so there is nothing to cut short."""
+        yield
 
     def nodes(self) -> list[client.V1Node]:
         self._read()
@@ -219,6 +250,32 @@ class FakeCluster:
         if not self.use_cilium_nodes:
             return []
         return [{"metadata": {"name": n}, "spec": {"ipam": {"podCIDRs": list(self.cidrs[n])}}} for n in self.node_names]
+
+    def add_host_port_pod(
+        self, namespace: str, name: str, node: str, ip: str, ports: Sequence[tuple[int, int, str]]
+    ) -> None:
+        """A running pod on ``node`` with ``ports``: (hostPort, containerPort, protocol)."""
+        self.workload_pods.append(
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=f"uid-{name}"),
+                spec=client.V1PodSpec(
+                    node_name=node,
+                    containers=[
+                        client.V1Container(
+                            name="app",
+                            ports=[
+                                client.V1ContainerPort(container_port=c, host_port=h, protocol=p) for h, c, p in ports
+                            ],
+                        )
+                    ],
+                ),
+                status=client.V1PodStatus(phase="Running", pod_ip=ip, pod_ips=[client.V1PodIP(ip=ip)]),
+            )
+        )
+
+    def all_pods(self) -> list[client.V1Pod]:
+        self._read()
+        return [*self.pods_list, *self.workload_pods]
 
     def pods(self, namespace: str, label_selector: str = "", field_selector: str = "") -> list[client.V1Pod]:
         self._read()
@@ -300,6 +357,8 @@ class FakeCluster:
             return self._json(self._tunnels(node))
         if args[:3] == ["bpf", "ipcache", "list"]:
             return self._json(self._ipcache(node))
+        if args[:2] == ["service", "list"] and node in self.service_text and "json" not in args:
+            return PodExec(self.service_text[node], "", 0)
         if args[:2] == ["service", "list"]:
             entries = self._service_list(node)
             return self._json(entries) if "json" in args else PodExec(self._service_text(entries), "", 0)
@@ -311,16 +370,17 @@ class FakeCluster:
 
     def _service_text(self, entries: list[dict[str, Any]]) -> str:
         """``service list`` as the agent's tabwriter prints it: padded columns, every row ending in spaces."""
-        new_lb = self.vtuple >= (1, 18, 0)
+        with_proto = self.vtuple >= lb_model.PROTOCOL_SINCE
 
         def addr(a: dict[str, Any], proto: str) -> str:
             host = f"[{a['ip']}]" if ":" in a["ip"] else a["ip"]
-            return f"{host}:{a['port']}" + (f"/{proto}" if new_lb else "")
+            scope = "/i" if a.get("scope") == "internal" else ""
+            return f"{host}:{a['port']}" + (f"/{proto}" if with_proto else "") + scope
 
         rows = [["ID", "Frontend", "Service Type", "Backend"]]
         for e in entries:
             r = e["status"]["realized"]
-            proto = r["frontend-address"]["protocol"]
+            proto = r["frontend-address"].get("protocol", "")
             bes = [
                 f"{i} => {addr(b, proto)}" + (f" ({b['state']})" if self.vtuple >= (1, 12, 0) else "")
                 for i, b in enumerate(r["backend-addresses"] or [], 1)
@@ -410,53 +470,12 @@ class FakeCluster:
         return fn(out) if fn else out
 
     def _service_list(self, node: str) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        kpr = (self.config or {}).get("kube-proxy-replacement") in ("true", "strict")
-        slices = {(s.metadata.namespace, s.metadata.labels["kubernetes.io/service-name"]): [] for s in self._slices}
-        for s in self._slices:
-            slices[(s.metadata.namespace, s.metadata.labels["kubernetes.io/service-name"])].append(s)
-        for svc in self._services:
-            spec = svc.spec
-            if spec.cluster_ip in (None, "None"):
-                continue
-            for port in spec.ports:
-                fams = {}
-                for sl in slices.get((svc.metadata.namespace, svc.metadata.name), []):
-                    target = next(p.port for p in sl.ports if p.name == port.name and p.protocol == port.protocol)
-                    for ep in sl.endpoints:
-                        c = ep.conditions
-                        if c.ready:
-                            state = "active"
-                        elif c.terminating and c.serving:
-                            state = "terminating"
-                        else:
-                            continue
-                        for ip in ep.addresses:
-                            fams.setdefault(6 if ":" in ip else 4, []).append(
-                                {"ip": ip, "port": target, "nodeName": ep.node_name or "", "state": state}
-                            )
-                frontends: list[tuple[str, int, str]] = [(ip, port.port, "ClusterIP") for ip in spec.cluster_ips]
-                if kpr and port.node_port:
-                    for fam in sorted({6 if ":" in ip else 4 for ip in spec.cluster_ips}):
-                        frontends.append(("0.0.0.0" if fam == 4 else "::", port.node_port, "NodePort"))
-                        frontends += [
-                            (ip, port.node_port, "NodePort") for ip in self.ips[node] if (":" in ip) == (fam == 6)
-                        ]
-                if kpr:
-                    frontends += [(i.ip, port.port, "LoadBalancer") for i in (svc.status.load_balancer.ingress or [])]
-                    frontends += [(ip, port.port, "ExternalIPs") for ip in (spec.external_ips or [])]
-                for ip, p, typ in frontends:
-                    fam = 6 if ":" in ip else 4
-                    backends = [dict(b, weight=100, preferred=False) for b in fams.get(fam, [])]
-                    if typ != "ClusterIP" and spec.external_traffic_policy == "Local":
-                        backends = [b for b in backends if b["nodeName"] == node]
-                    realized = {
-                        "id": len(entries) + 1,
-                        "frontend-address": {"ip": ip, "port": p, "protocol": port.protocol, "scope": "external"},
-                        "backend-addresses": backends or None,
-                        "flags": {"type": typ, "name": svc.metadata.name, "namespace": svc.metadata.namespace},
-                    }
-                    entries.append({"spec": realized, "status": {"realized": realized}})
+        """What a healthy agent prints: ``cilium.lb_model`` over this cluster's objects (the model itself is tested
+        against Cilium's rules in ``tests/unit/cilium/test_lb_model.py``; these tests break one thing)."""
+        cfg = lb_model.AgentConfig.from_cilium_config(self.vtuple, self.config)  # type: ignore[arg-type]
+        objects = lb_model.Objects(as_json(self._services), as_json(self._slices), as_json(self.all_pods()))
+        fes = objects.frontends(cfg, lb_model.Node(node, lb_model.node_addresses(self.ips[node])))
+        entries = lb_model.service_list_model(cfg, list(enumerate(fes, 1)))
         fn = self.mutate_services.get(node)
         return fn(entries) if fn else entries
 

@@ -183,3 +183,17 @@ def test_unparsable_status_is_a_finding() -> None:
 def test_config_routing(cfg: dict[str, str], mode: str, proto: str | None) -> None:
     r = config_routing(cfg)
     assert (r.mode, r.protocol) == (mode, proto)
+
+
+def test_an_ipv6_only_tunnel_lab_must_tunnel_over_ipv6() -> None:
+    """An IPv6-only lab with tunnel routing needs ``underlay-protocol: ipv6`` in cilium-config (1.18+); without it
+    the agent's default is ipv4 (v1.18.11 pkg/defaults/defaults.go) and there is no IPv4 to tunnel over."""
+    fake = FakeCluster(version="1.18.2")
+    spec = LabSpec(name="lab", cilium_version="1.18.2", ip_family="ipv6")
+    assert ("underlay-mismatch" in {k for _, k in kinds(run(fake, names="health", spec=spec))})
+    assert fake.config is not None
+    fake.config["underlay-protocol"] = "ipv6"
+    assert "underlay-mismatch" not in {k for _, k in kinds(run(fake, names="health", spec=spec))}
+    dual = LabSpec(name="lab", cilium_version="1.18.2", ip_family="dual")
+    fake.config.pop("underlay-protocol")
+    assert "underlay-mismatch" not in {k for _, k in kinds(run(fake, names="health", spec=dual))}

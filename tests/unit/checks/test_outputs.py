@@ -21,7 +21,8 @@ def _fake_text(version: str, dual: bool) -> str:
     eps = [("10.244.1.20", w1, True, False), ("10.244.2.30", w2, False, True)]
     if dual:
         eps.append(("fd00:10:244:1::20", w1, True, False))
-    fake.add_service("default", "echo", type="NodePort", ports=[("http", 80, 8080, "TCP", 30080)], endpoints=eps)
+    fake.add_service("default", "echo", type="NodePort", ports=[("http", 80, 8080, "TCP", 30080)], endpoints=eps,
+                     external_traffic_policy="Local")
     cli = "cilium" if version < "1.15" else "cilium-dbg"
     return fake._answer(fake.node_names[0], [cli, "service", "list"]).stdout
 
@@ -30,11 +31,13 @@ def _fake_text(version: str, dual: bool) -> str:
 @pytest.mark.parametrize("version", ["1.12.19", "1.14.5", "1.16.3", "1.18.2", "1.20.0"])
 def test_fast_path_equals_the_parser(version: str, dual: bool) -> None:
     text = _fake_text(version, dual)
-    parsed = parse.parse_service_list(text).to_dict()["services"]
+    parsed = _outputs.services(text)
     for with_proto in (False, True):
         index = _outputs._index_fast(text, with_proto)
         assert index is not None and index == _outputs.index_entries(parsed, with_proto=with_proto)
-        assert "terminating" in {state for backends in index.values() for state in backends.values()}
+        assert "terminating" in {state for _, backends in index.values() for state in backends.values()}
+        assert {kind for kind, _ in index.values()} == {"ClusterIP", "NodePort"}
+        assert any(key[3] == "i" for key in index)  # eTP=Local: the internal-scope copies
 
 
 def _samples() -> list[Path]:
@@ -46,7 +49,7 @@ def test_real_outputs_read_the_same_either_way(path: Path) -> None:
     lines = path.read_text().splitlines()
     body = "\n".join(line for line in lines if not line.startswith(("$ ", "root@", "# "))) + "\n"
     try:
-        want = parse.parse_service_list(body).to_dict()["services"]
+        want = _outputs.services(body)
     except ParseError:  # a paste the parser refuses (redacted, a lone cut row): the fast path refuses it too
         assert _outputs._index_fast(body, True) is None
         with pytest.raises(ParseError):
@@ -63,10 +66,28 @@ def test_fast_path_handles_a_real_1_12_table() -> None:
         "7    [fd00::10]:443    NodePort       \n"
     )
     fast = _outputs._index_fast(text, True)
-    assert fast == _outputs.index_entries(parse.parse_service_list(text).to_dict()["services"], with_proto=True)
+    assert fast == _outputs.index_entries(_outputs.services(text), with_proto=True)
     assert fast == {
-        ("10.96.95.246", 80, ""): {("10.244.0.58", 80): "quarantined", ("10.244.1.59", 80): "active"},
-        ("fd00::10", 443, ""): {},
+        ("10.96.95.246", 80, "", ""): (
+            "ClusterIP", {("10.244.0.58", 80): "quarantined", ("10.244.1.59", 80): "active"}),
+        ("fd00::10", 443, "", ""): ("NodePort", {}),
+    }
+
+
+def test_fast_path_keeps_the_scope_and_the_protocol() -> None:
+    """``/i`` (internal scope, pkg/loadbalancer ``L3n4Addr.String``) and ``/TCP`` (1.17+) stay in the key."""
+    text = (
+        "ID   Frontend                Service Type   Backend\n"
+        "6    0.0.0.0:30080/TCP       NodePort       1 => 10.244.1.20:8080/TCP (active)\n"
+        "7    0.0.0.0:30080/TCP/i     NodePort       1 => 10.244.1.20:8080/TCP (active)\n"
+        "                                            2 => 10.244.2.30:8080/TCP (maintenance)\n"
+    )
+    fast = _outputs._index_fast(text, True)
+    assert fast == _outputs.index_entries(_outputs.services(text), with_proto=True)
+    assert fast == {
+        ("0.0.0.0", 30080, "TCP", ""): ("NodePort", {("10.244.1.20", 8080): "active"}),
+        ("0.0.0.0", 30080, "TCP", "i"): (
+            "NodePort", {("10.244.1.20", 8080): "active", ("10.244.2.30", 8080): "maintenance"}),
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,39 @@ def test_values_the_templates_cannot_use_are_a_chart_error() -> None:
     assert path is not None
     with pytest.raises(chart.ChartError):
         chart.render(path, {"operator": {"replicas": {"bad": "type"}}, "image": "not-a-map"})
+
+
+def test_lookup_never_depends_on_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used to search cwd/../shared/charts: the same command found a chart or not depending on where it ran."""
+    shared = tmp_path / "shared" / "charts"
+    shared.mkdir(parents=True)
+    (shared / "cilium-1.20.0.tgz").write_bytes(b"")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv(chart.CHARTS_ENV, raising=False)
+    assert chart.chart_dirs() == [] and chart.find_chart("1.20.0") is None
+    monkeypatch.setenv(chart.CHARTS_ENV, f"{tmp_path / 'nope'}{os.pathsep}{shared}")
+    assert chart.find_chart("1.20.0") == shared / "cilium-1.20.0.tgz"
+
+
+def test_without_the_sdk_a_chart_is_not_renderable_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "helm_python", None)  # `import helm_python` raises ImportError
+    assert not chart.sdk_available()
+    why = chart.renderable(tmp_path / "cilium-1.20.0.tgz")
+    assert "cilium-1.20.0.tgz" in why and "pip install helm-python-sdk" in why
+    assert chart.renderable(None) == ""
+
+
+def test_the_simulator_falls_back_to_values_without_the_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sim serve``/``run --backend sim`` failed outright when a chart was found and the SDK was missing."""
+    from cilium_labs.sim.config import resolve
+
+    d = _fake_dir(tmp_path, "cilium-1.20.0.tgz")
+    monkeypatch.setenv(chart.CHARTS_ENV, str(d))
+    monkeypatch.setitem(sys.modules, "helm_python", None)
+    cfg = resolve({"routingMode": "tunnel", "tunnelProtocol": "geneve"}, "1.20.0")
+    assert cfg.source.startswith("values (no chart: cilium-1.20.0.tgz found, but rendering it needs")
+    assert cfg.routing == "tunnel" and cfg.tunnel_protocol == "geneve"

@@ -789,7 +789,7 @@ def test_service_list_states() -> None:
     ]
     m = parse_service_list(load("service-list", "v1.14-dev-pr24136-service-get-maintenance.txt"))
     assert [b.state for b in m.services[0].backends] == ["active", "maintenance", "active"]
-    assert m.services[0].type == "NodePort" and m.version_hint == "1.12-1.17"
+    assert m.services[0].type == "NodePort" and m.version_hint == "1.12-1.16"
 
 
 def test_service_list_frontend_as_id_dev_build() -> None:
@@ -807,7 +807,7 @@ def test_service_list_1_18_proto_suffix_and_cut_last_row() -> None:
     dns = table.by_frontend()
     assert dns[("10.96.0.10:53", "UDP")].backends[1].address == "10.244.1.109:53"
     assert dns[("10.96.0.10:53", "TCP")].id == 2
-    assert table.version_hint == ">=1.18"
+    assert table.version_hint == ">=1.17"  # the suffix starts in 1.17 (lb_model.PROTOCOL_SINCE)
     assert len(table.warnings) == 1 and "80/TC" in table.warnings[0]
     assert table.to_dict()["services"][4] == {
         "id": 5,
@@ -961,30 +961,32 @@ def _sim_view(version: tuple[int, int, int], *, broken: bool) -> Any:
         ("10.244.1.12/32", 4, "0.0.0.0"),
         ("172.18.0.2/32", 6, "0.0.0.0"),
     )
-    dns = f.Frontend(
-        10,
+    from cilium_labs.cilium import lb_model as lb
+
+    dns = lb.Frontend(
+        "kube-system",
+        "kube-dns",
+        "ClusterIP",
         "10.96.0.10",
         53,
         "UDP",
-        "ClusterIP",
-        "kube-dns",
-        "kube-system",
+        lb.SCOPE_EXTERNAL,
         (
-            f.Backend("10.244.0.5", 53, "UDP", "kind-control-plane"),
-            f.Backend("10.244.2.6", 53, "UDP", "kind-worker2", "terminating" if broken else "active"),
+            lb.Backend("10.244.0.5", 53, "UDP", "kind-control-plane", "active"),
+            lb.Backend("10.244.2.6", 53, "UDP", "kind-worker2", "terminating" if broken else "active"),
         ),
     )
-    api = f.Frontend(
-        1,
+    api = lb.Frontend(
+        "default",
+        "kubernetes",
+        "ClusterIP",
         "10.96.0.1",
         443,
         "TCP",
-        "ClusterIP",
-        "kubernetes",
-        "default",
-        (f.Backend("172.18.0.2", 6443, "TCP", "kind-control-plane"),),
+        lb.SCOPE_EXTERNAL,
+        (lb.Backend("172.18.0.2", 6443, "TCP", "kind-control-plane", "active"),),
     )
-    v6 = f.Frontend(12, "fd00:10:96::a", 80, "TCP", "ClusterIP", "web", "default", ())
+    v6 = lb.Frontend("default", "web", "ClusterIP", "fd00:10:96::a", 80, "TCP", lb.SCOPE_EXTERNAL, ())
     return f.AgentView(
         version=version,
         node="kind-worker",
@@ -1003,7 +1005,8 @@ def _sim_view(version: tuple[int, int, int], *, broken: bool) -> Any:
         health=tuple(health),
         tunnels=tunnels,
         ipcache=ipcache,
-        frontends=(api, dns, v6),
+        frontends=((1, api), (10, dns), (12, v6)),
+        lb=lb.AgentConfig(version, kpr=True, ipv6=True),
         now=dt.datetime(2026, 8, 20, 12, 0, 0, tzinfo=dt.timezone.utc),
         kpr_devices=(("eth0", ("172.18.0.3", "fc00:c111::3")),),
     )
@@ -1068,7 +1071,7 @@ def test_simulator_outputs_parse_back(version: tuple[int, int, int], broken: boo
         assert [b.address for b in by["10.96.0.10:53"].backends] == ["10.244.0.5:53", "10.244.2.6:53"]
         assert by["[fd00:10:96::a]:80"].backends == ()
         assert by["10.96.0.1:443"].id == 1 and by["10.96.0.1:443"].type == "ClusterIP"
-        if table.format == "text" and version >= (1, 18, 0) or table.format == "json" and version >= (1, 15, 0):
+        if version >= (1, 17, 0):  # text and JSON (lb_model.PROTOCOL_SINCE)
             assert by["10.96.0.10:53"].protocol == "UDP"
         states = [b.state for b in by["10.96.0.10:53"].backends]
         assert states == ["active", "terminating" if broken else "active"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_service_table_output() -> None:
     path = DATA / "service-list/v1.12-dev-pr18814-quarantined.txt"
     result = CliRunner().invoke(command, ["service-list", str(path), "-o", "table"])
     assert result.exit_code == 0
-    assert "10.244.0.58:80 (quarantined)" in result.stdout and "format of Cilium 1.12-1.17" in result.stdout
+    assert "10.244.0.58:80 (quarantined)" in result.stdout and "format of Cilium 1.12-1.16" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -90,3 +91,37 @@ def test_refusals_raise_parse_error(sub: str, data: bytes, needle: str) -> None:
 def test_missing_file_is_a_usage_error() -> None:
     result = CliRunner().invoke(command, ["status", "/nonexistent/status.txt"])
     assert result.exit_code == 2 and "No such file" in result.output
+
+
+SUBCOMMANDS = ["status", "health", "tunnel-list", "ipcache", "service-list"]
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+@pytest.mark.parametrize("data", [b"", b"  \n\n"], ids=["empty", "blank"])
+def test_empty_input_is_refused_the_same_by_every_subcommand(sub: str, data: bytes) -> None:
+    """It was a ParseError for three of them and an empty map for tunnel-list and ipcache (issue 11)."""
+    result = CliRunner().invoke(command, [sub], input=data)
+    assert isinstance(result.exception, ParseError)
+    assert result.exception.message.startswith("standard input is empty: expected the output of `cilium")
+    assert "No entries found." not in result.stdout
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_dev_zero_is_refused_at_once(sub: str) -> None:
+    """``parse status /dev/zero`` grew to 23 GB RSS before being killed."""
+    started = time.monotonic()
+    result = CliRunner().invoke(command, [sub, "/dev/zero"])
+    assert isinstance(result.exception, ParseError) and "NUL byte at offset 0" in result.exception.message
+    assert time.monotonic() - started < 2.0
+
+
+def test_input_over_the_documented_size_is_refused_fast(tmp_path: Path) -> None:
+    """A 58 MB junk file took 29 s to refuse; anything over 16 MiB is one line at once."""
+    from cilium_labs._files import MAX_INPUT_BYTES
+
+    junk = tmp_path / "junk.txt"
+    junk.write_bytes(b"y\n" * (MAX_INPUT_BYTES // 2 + 1))
+    started = time.monotonic()
+    result = CliRunner().invoke(command, ["service-list", str(junk)])
+    assert isinstance(result.exception, ParseError) and "larger than 16 MiB" in result.exception.message
+    assert time.monotonic() - started < 2.0

@@ -144,7 +144,8 @@ def test_service_faults() -> None:
     c = _cluster()
     table = parse.parse_service_list(_run(c, W1, "cilium-dbg", "service", "list").stdout)
     dns = [s for s in table.services if s.frontend == "10.96.0.10:53"]
-    assert len(dns) == 2 and all(len(s.backends) == 2 for s in dns)
+    # 1.16: UDP and TCP 53 are one frontend (UniquePorts, L3n4Addr.Hash without the protocol; see lb_model)
+    assert len(dns) == 1 and len(dns[0].backends) == 2
     c = _cluster(faults=("service-missing:worker:kube-system/kube-dns",))
     table = parse.parse_service_list(_run(c, W1, "cilium-dbg", "service", "list").stdout)
     assert [s.frontend for s in table.services] == ["10.96.0.1:443"]
@@ -188,3 +189,47 @@ def test_tunnel_rows_come_in_random_order() -> None:
               for s in range(5)}
     assert len(orders) > 1
     assert len({frozenset(o) for o in orders}) == 1  # same rows, different order
+
+
+# -- issue 14: what cilium-cli reads, and the release's own version line ------------------------------------------
+
+def test_version_prints_the_releases_build_line() -> None:
+    # cilium-dbg/cmd/version.go: "Client: %s\nDaemon: %s\n" of pkg/version.Version; the 1.17.6 line is what a real
+    # 1.17.6 agent printed (published output)
+    c = _cluster("1.17.6")
+    line = "1.17.6 ee3ca4a7 2025-07-14T15:28:45+00:00 go version go1.24.5 linux/amd64"
+    assert _run(c, W1, "cilium-dbg", "version").stdout == f"Client: {line}\nDaemon: {line}\n"
+    c.set_faults(["agent-down:worker"])
+    assert _run(c, W1, "cilium-dbg", "version").stdout == f"Client: {line}\nDaemon: Not responding\n"
+    # before 1.15 the binary is `cilium`; its Go is the release's builder image's
+    old = _run(_cluster("1.14.19"), W1, "cilium", "version")
+    assert old.stdout.startswith("Client: 1.14.19 cb111393 2025-01-16T15:39:54+00:00 go version go1.22.10 ")
+
+
+def test_version_json_is_pkg_version_cilium_version() -> None:
+    out = json.loads(_run(_cluster("1.16.19"), W1, "cilium-dbg", "version", "-o", "json").stdout)
+    assert out["Client"] == out["Daemon"] == {"Version": "1.16.19", "Revision": "011fab6e",
+                                              "GoRuntimeVersion": "go1.24.11", "Arch": "linux/amd64",
+                                              "AuthorDate": "2026-01-12T20:26:36+00:00"}
+
+
+def test_status_shows_the_release_commit() -> None:
+    out = json.loads(_run(_cluster("1.20.0"), W1, "cilium-dbg", "status", "-o", "json").stdout)
+    assert out["cilium"]["msg"] == "1.20.0 (v1.20.0-450c5314)"
+
+
+def test_endpoint_list_json_has_host_health_and_local_pods_ready() -> None:
+    c = _cluster()
+    eps = json.loads(_run(c, W1, "cilium-dbg", "endpoint", "list", "-o", "json").stdout)
+    by_label = {tuple(e["status"]["identity"]["labels"])[:1]: e for e in eps}
+    assert by_label[("reserved:host",)]["status"]["identity"]["id"] == 1
+    assert by_label[("reserved:health",)]["status"]["identity"]["id"] == 4
+    pods = [e for e in eps if "external-identifiers" in e["status"]]
+    local = {f"{ns}/{n}" for (ns, n), rt in c.runtime.items() if rt.node == W1 and not rt.host_network}
+    assert local  # a coredns replica
+    assert {e["status"]["external-identifiers"]["pod-name"] for e in pods} == local
+    assert {e["status"]["state"] for e in eps} == {"ready"}
+    assert [e["id"] for e in eps] == sorted(e["id"] for e in eps)
+    c.set_faults(["agent-down:worker"])
+    down = _run(c, W1, "cilium-dbg", "endpoint", "list", "-o", "json")
+    assert down.exit_code == 1 and down.stderr.startswith("Error: cannot get endpoint list: ")

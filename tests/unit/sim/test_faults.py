@@ -77,6 +77,7 @@ def test_parse_faults_rechecks_fault_objects_against_nodes() -> None:
 
 
 def test_other_modules_register_kinds() -> None:
+    saved = {k: fl._REGISTRY.get(k) for k in ("port-blocked", "underlay-mtu")}  # the netns datapath's own
     fl.register("port-blocked", [fl.NODE, fl.PEER, fl.Param("port", fl.port_param, "PROTO/PORT")], "test kind")
     fl.register("underlay-mtu", [fl.Param("bytes", fl.int_param(576, 9000, "bytes"), "BYTES")], "test kind")
     try:
@@ -90,8 +91,11 @@ def test_other_modules_register_kinds() -> None:
             parse_fault("underlay-mtu:100")
         assert "port-blocked:NODE:PEER:PROTO/PORT" in fl.describe()
     finally:
-        fl._REGISTRY.pop("port-blocked", None)
-        fl._REGISTRY.pop("underlay-mtu", None)
+        for name, kind in saved.items():  # put back what was registered before, so later tests see the real kinds
+            if kind is None:
+                fl._REGISTRY.pop(name, None)
+            else:
+                fl._REGISTRY[name] = kind
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])

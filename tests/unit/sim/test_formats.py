@@ -224,3 +224,16 @@ def test_every_output_parses_cleanly(version: str, family: str) -> None:
     assert [x.name for x in text.controllers.failing] == ["cilium-health-ep"]
     tunnels = parse.parse_ipcache(agent.run(c, W1, ["cilium", "bpf", "ipcache", "list"]).stdout)
     assert any(e.endpoint == "172.18.0.4" for e in tunnels.entries)
+
+
+def test_build_version_of_known_and_unknown_releases() -> None:
+    from cilium_labs.sim import formats
+
+    # the published 1.17.6 agent line; hash and time from the module proxy's .info, Go from images/builder
+    assert formats.build_version((1, 17, 6)) == (
+        "1.17.6 ee3ca4a7 2025-07-14T15:28:45+00:00 go version go1.24.5 linux/amd64")
+    for v, rel in formats.RELEASES.items():
+        fields = formats.build_version(v).split(" ")
+        assert len(fields) == 7 and fields[1] == rel.commit[:8] and len(rel.commit) == 40  # version.FromString
+    unknown = formats.build_version((1, 18, 7))
+    assert unknown == "1.18.7 unknown unknown go version unknown linux/amd64"  # no invented commit or Go

@@ -169,3 +169,42 @@ def test_unready_pods_are_not_ready_endpoints() -> None:
     eps = c.list_objects("discovery.k8s.io/endpointslices", "t")[0]["endpoints"]
     assert len(eps) == 1 and eps[0]["conditions"]["ready"] is True
     assert eps[0]["targetRef"]["name"] == "p"
+
+
+def test_each_pod_cilium_manages_gets_its_cilium_endpoint() -> None:
+    # cilium-cli status.go podCount: "Cluster Pods: <CiliumEndpoints>/<non-host-network pods> managed by Cilium"
+    clock = Clock()
+    c = _cluster(LabSpec(name="lab", workers=2), clock, ready_delay_s=0, pod_start_s=0)
+    _install(c)
+    clock.now += 1.0
+    dns = c.list_objects("pods", "kube-system", label_selector="k8s-app=kube-dns")
+    ceps = {cep["metadata"]["name"]: cep for cep in c.list_objects("cilium.io/ciliumendpoints", "kube-system")}
+    assert set(ceps) == {p["metadata"]["name"] for p in dns}
+    for pod in dns:
+        cep = ceps[pod["metadata"]["name"]]
+        assert cep["status"]["state"] == "ready"
+        assert cep["status"]["networking"]["addressing"] == [{"ipv4": pod["status"]["podIP"]}]
+        assert cep["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    assert not any(cep["metadata"]["name"].startswith("cilium-") for cep in ceps.values())  # host network
+    c.delete("pods", "kube-system", dns[0]["metadata"]["name"])
+    assert dns[0]["metadata"]["name"] not in {
+        cep["metadata"]["name"] for cep in c.list_objects("cilium.io/ciliumendpoints", "kube-system")}
+
+
+def test_the_charts_envoy_daemonset_runs_on_every_node() -> None:
+    # chart 1.16.19 _helpers.tpl envoyDaemonSetEnabled: on by default from 1.16 (cilium-cli: "Envoy DaemonSet: OK")
+    from tests.helpers import chart
+
+    path = chart("1.16.19")
+    if path is None:
+        pytest.skip("no cilium-1.16.19.tgz chart package here")
+    clock = Clock()
+    spec = LabSpec(name="lab", workers=2, cilium_version="1.16.19")
+    c = _cluster(spec, clock, ready_delay_s=0, pod_start_s=0)
+    c.install_cilium(resolve(spec_values(spec), "1.16.19", chart=path))
+    clock.now += 1.0
+    envoy = c.get("apps/daemonsets", "kube-system", "cilium-envoy")
+    assert envoy["status"]["desiredNumberScheduled"] == envoy["status"]["numberReady"] == 3
+    assert len(c.list_objects("pods", "kube-system", label_selector="k8s-app=cilium-envoy")) == 3
+    c.uninstall_cilium()
+    assert c.list_objects("pods", "kube-system", label_selector="k8s-app=cilium-envoy") == []

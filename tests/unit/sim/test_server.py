@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
 from cilium_labs.cluster import Cluster
-from cilium_labs.sim import SimHandle, running
+from cilium_labs.sim import SimHandle, running, spdy
 from cilium_labs.spec import LabSpec
 
 SPEC = LabSpec(name="lab", backend="sim", cilium_version="1.16.19", workers=2)
@@ -313,3 +313,154 @@ def test_server_side_tables_for_kubectl(sim: SimHandle) -> None:
     assert [c["name"] for c in table["columnDefinitions"]][:3] == ["Name", "Status", "Roles"]
     assert table["rows"][0]["cells"][:3] == ["lab-control-plane", "Ready", "control-plane"]
     assert table["rows"][0]["object"]["metadata"]["name"] == "lab-control-plane"
+
+
+# -- exec over SPDY/3.1, driven by a client written from client-go's remotecommand (v0.36.3 spdy.go, v2.go/v4.go):
+# one SYN_STREAM per std stream (error first), each waiting for its SYN_REPLY; stdin sent then FIN'd; then read
+# until the server's GOAWAY. The Go client itself runs in tests/integration/sim/test_real_clients.py.
+
+ALL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+
+
+class _SpdyExec:
+    def __init__(self, status: int, headers: dict[str, list[str]], body: bytes = b"") -> None:
+        self.status, self.headers, self.body = status, headers, body
+        self.data: dict[str, bytes] = {}
+        self.fin: set[str] = set()
+        self.frames: list[spdy.Frame] = []
+
+
+def _spdy_exec(sim: SimHandle, argv: list[str], *, stdin: bytes | None = None, tty: bool = False,
+               protocols: tuple[str, ...] = ALL_PROTOCOLS, upgrade: str = "SPDY/3.1") -> _SpdyExec:
+    import socket
+    import urllib.parse
+
+    pod = next(p["metadata"]["name"] for p in sim.cluster._objects("pods", "kube-system")
+               if p["metadata"]["name"].startswith("cilium-") and p["spec"].get("nodeName") == "lab-worker"
+               and "operator" not in p["metadata"]["name"])
+    query = urllib.parse.urlencode([("command", a) for a in argv] + [
+        ("container", "cilium-agent"), ("stdin", str(stdin is not None).lower()), ("stdout", "true"),
+        ("stderr", "true"), ("tty", str(tty).lower())])
+    ctx = ssl.create_default_context(cadata=sim.server.pki.ca_pem.decode())
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", sim.server.port), timeout=10),
+                           server_hostname="127.0.0.1")
+    head = (f"POST /api/v1/namespaces/kube-system/pods/{pod}/exec?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {sim.token}\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n"
+            + "".join(f"X-Stream-Protocol-Version: {p}\r\n" for p in protocols) + "Content-Length: 0\r\n\r\n")
+    sock.sendall(head.encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the response"
+        buf += chunk
+    raw, buf = buf.split(b"\r\n\r\n", 1)
+    lines = raw.decode().split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    result = _SpdyExec(int(lines[0].split()[1]), headers)
+    if result.status != 101:
+        length = int(headers.get("content-length", ["0"])[0])
+        while len(buf) < length:
+            buf += sock.recv(65536)
+        result.body = buf
+        sock.close()
+        return result
+    comp, reader = spdy.HeaderCompressor(), spdy.FrameReader()
+    pending = list(reader.feed(buf))
+
+    def next_frame() -> spdy.Frame | None:
+        while not pending:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            pending.extend(reader.feed(chunk))
+        return pending.pop(0)
+
+    kinds = ["error"] + (["stdin"] if stdin is not None else []) + ["stdout"] + ([] if tty else ["stderr"]) + (
+        ["resize"] if tty else [])
+    ids = {}
+    for i, kind in enumerate(kinds):
+        ids[2 * i + 1] = kind
+        sock.sendall(spdy.syn_stream(comp, 2 * i + 1, {"streamType": [kind]}))
+        reply = next_frame()
+        assert isinstance(reply, spdy.ControlFrame) and reply.type == spdy.SYN_REPLY and reply.stream_id == 2 * i + 1
+    if stdin is not None:
+        sid = next(k for k, v in ids.items() if v == "stdin")
+        sock.sendall(spdy.data_frames(sid, stdin, fin=True))
+    while (frame := next_frame()) is not None:
+        result.frames.append(frame)
+        if isinstance(frame, spdy.DataFrame):
+            kind = ids[frame.stream_id]
+            result.data[kind] = result.data.get(kind, b"") + frame.data
+            if frame.fin:
+                result.fin.add(kind)
+        elif frame.type == spdy.GOAWAY:
+            break
+    sock.close()
+    return result
+
+
+def test_spdy_exec_negotiates_v4_and_streams_like_the_kubelet(sim: SimHandle) -> None:
+    from cilium_labs.sim import formats
+
+    res = _spdy_exec(sim, ["cilium-dbg", "version"])
+    assert res.status == 101
+    assert res.headers["upgrade"] == ["SPDY/3.1"] and res.headers["connection"] == ["Upgrade"]
+    assert res.headers["x-stream-protocol-version"] == ["v4.channel.k8s.io"]  # client-go offers v5 first
+    assert "transfer-encoding" not in res.headers and "content-length" not in res.headers  # nothing HTTP follows
+    assert res.data["stdout"].decode() == formats.version_text((1, 16, 19), daemon_up=True)
+    assert json.loads(res.data["error"]) == {"metadata": {}, "status": "Success"}
+    assert res.fin == {"stdout", "stderr", "error"} and res.data["stderr"] == b""  # each closed, as Stream.Close
+    last = res.frames[-1]
+    assert isinstance(last, spdy.ControlFrame) and last.type == spdy.GOAWAY
+    assert sim.server.exec_protocols["spdy/v4.channel.k8s.io"] >= 1
+
+
+def test_spdy_exec_exit_code_and_stderr(sim: SimHandle) -> None:
+    res = _spdy_exec(sim, ["cilium-dbg", "bogus"])
+    status = json.loads(res.data["error"])
+    assert status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "1"}]
+    assert res.data["stderr"].startswith(b'Error: unknown command "bogus"')
+    assert json.loads(_spdy_exec(sim, ["false"]).data["error"])["details"]["causes"][0]["message"] == "1"
+
+
+def test_spdy_exec_stdin_and_large_output(sim: SimHandle) -> None:
+    payload = b"".join(b"line %d\n" % i for i in range(20000))
+    assert _spdy_exec(sim, ["cat"], stdin=payload).data["stdout"] == payload
+    big = _spdy_exec(sim, ["seq", "1", "200000"])
+    assert big.data["stdout"] == b"".join(b"%d\n" % i for i in range(1, 200001))
+    assert max(len(f.data) for f in big.frames if isinstance(f, spdy.DataFrame)) <= spdy.CHUNK
+
+
+def test_spdy_exec_older_protocols_write_the_status_as_text(sim: SimHandle) -> None:
+    # cri-streaming remotecommand/httpstream.go: v2 and v3 use v1WriteStatusFunc (the message, nothing on success)
+    ok = _spdy_exec(sim, ["true"], protocols=("v3.channel.k8s.io", "v2.channel.k8s.io"))
+    assert ok.headers["x-stream-protocol-version"] == ["v3.channel.k8s.io"]
+    assert ok.data.get("error", b"") == b""
+    bad = _spdy_exec(sim, ["false"], protocols=("v2.channel.k8s.io",))
+    assert bad.data["error"].startswith(b"command terminated with non-zero exit code")
+
+
+def test_spdy_exec_with_a_tty_opens_resize_instead_of_stderr(sim: SimHandle) -> None:
+    res = _spdy_exec(sim, ["cilium-dbg", "bogus"], tty=True)
+    assert "stderr" not in res.data
+    assert json.loads(res.data["error"])["reason"] == "NonZeroExitCode"
+
+
+def test_spdy_exec_refuses_what_the_kubelet_refuses(sim: SimHandle) -> None:
+    res = _spdy_exec(sim, ["true"], protocols=("v5.channel.k8s.io",))
+    assert res.status == 403
+    assert res.headers["x-accepted-stream-protocol-versions"] == [
+        "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]
+    assert b"unable to negotiate protocol" in res.body
+    assert _spdy_exec(sim, ["true"], protocols=()).status == 400
+    plain = _spdy_exec(sim, ["true"], upgrade="h2c")
+    assert plain.status == 400 and json.loads(plain.body)["message"] == "Upgrade request required"
+
+
+def test_exec_with_a_tty_prints_through_a_terminal(sim: SimHandle) -> None:
+    res = _spdy_exec(sim, ["cilium-dbg", "bogus"], tty=True)
+    assert res.data["stdout"].startswith(b'Error: unknown command "bogus" for "cilium-dbg"\r\n')
