@@ -42,7 +42,7 @@ def _axis_option(flag: str, dest: str, example: str) -> Any:
 @_axis_option("--ip-family", "ip_families", "ipv4,dual")
 @click.option("--kube-proxy-replacement", "kpr", metavar="true|false|both", help="Kube-proxy replacement axis.")
 @click.option("--axis", "more_axes", multiple=True, metavar="FIELD=V1,V2",
-              help="Any other spec field as an axis (repeatable), e.g. --axis k8s-version=1.32.0,1.33.1.")  # fmt: skip
+              help="Any other spec field as an axis (repeatable), e.g. --axis k8s-version=1.33.1,1.34.0.")  # fmt: skip
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="Base lab spec (lab.yaml) of every cell.")
 @click.option("--name", help="Base of the cells' lab names (default: matrix): NAME-1-20-0-vxlan-ipv4 ...")
 @click.option("--control-planes", type=int, help="Control-plane nodes per cell.")
@@ -60,14 +60,15 @@ def _axis_option(flag: str, dest: str, example: str) -> Any:
 @click.option("--keep", type=click.Choice(list(KEEP_CHOICES)), default=None,
               help="Keep cells' labs: always, never (default), on-failure (only the cells that failed).")
 @click.option("--fail-fast", is_flag=True, default=None, help="Stop at the first cell that fails (cancel the rest).")
+@click.option("--strict", is_flag=True, default=None, help="Warnings fail a cell too (as run --strict).")
 @click.option("-o", "--output", type=click.Choice(_OUTPUTS), default="table", show_default=True)
 @click.option("--junit-file", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @click.option("--artifacts", type=click.Path(file_okay=False), help="Logs of failed cells go to ARTIFACTS/<cell>.")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="State folder (default XDG state).")
 @click.pass_context
 def command(ctx: click.Context, matrix_file: str | None, more_axes: tuple[str, ...], checks: str | None,
-            wait: str | None, parallel: int | None, keep: str | None, fail_fast: bool | None, output: str,
-            junit_file: str | None, artifacts: str | None, **opts: Any) -> None:  # fmt: skip
+            wait: str | None, parallel: int | None, keep: str | None, fail_fast: bool | None, strict: bool | None,
+            output: str, junit_file: str | None, artifacts: str | None, **opts: Any) -> None:  # fmt: skip
     """Run a lab per combination of the axes and print one table: rows the cells, columns the checks.
 
     Exit 0 only if every cell passed. A combination the spec or the backend cannot do is shown as skipped with
@@ -110,6 +111,7 @@ def command(ctx: click.Context, matrix_file: str | None, more_axes: tuple[str, .
             parallel=parallel,
             keep=keep,
             fail_fast=fail_fast,
+            strict=strict,
             state_dir=opts.get("state_dir"),
             artifacts_dir=artifacts,
             progress=progress,
@@ -145,7 +147,7 @@ def _axes(opts: dict[str, Any], more: tuple[str, ...]) -> dict[str, Any]:
     for item in more:
         key, eq, values = item.partition("=")
         if not eq or not key.strip() or not values.strip():
-            raise UsageError(f"--axis {item!r} is not FIELD=V1,V2", fix="e.g. --axis k8s-version=1.32.0,1.33.1")
+            raise UsageError(f"--axis {item!r} is not FIELD=V1,V2", fix="e.g. --axis k8s-version=1.33.1,1.34.0")
         axes[key.strip()] = values
     return axes
 

@@ -125,6 +125,7 @@ def matrix(
     parallel: int | None = None,
     keep: bool | str | None = None,
     fail_fast: bool | None = None,
+    strict: bool | None = None,
     state_dir: str | Path | None = None,
     artifacts_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
@@ -135,14 +136,14 @@ def matrix(
 
     Run options given here win over the matrix file's (``checks``, ``wait_s``: None lets each backend's
     default wait apply, ``parallel``: None picks each backend's default, ``keep`` as ``run --keep``,
-    ``fail_fast``). ``progress`` gets a line as each cell starts and ends; ``cell_output`` every line a cell's
-    lab prints. Raises ``UsageError`` for a bad matrix before anything starts, and ``MatrixInterrupted`` on Ctrl-C
-    once the running cells are torn down.
+    ``fail_fast``, ``strict`` as ``run --strict``). ``progress`` gets a line as each cell starts and ends;
+    ``cell_output`` every line a cell's lab prints. Raises ``UsageError`` for a bad matrix before anything
+    starts, and ``MatrixInterrupted`` on Ctrl-C once the running cells are torn down.
     """
     mspec = prepare(source, base=base, axes=axes, exclude=exclude, extra=extra, name=name)
     opts = RunOptions(checks=tuple(checks) if checks else None, wait_s=wait_s, parallel=parallel,
                       keep=normalize_keep(keep) if keep is not None else None,
-                      fail_fast=fail_fast).over(mspec.options)  # fmt: skip
+                      fail_fast=fail_fast, strict=strict).over(mspec.options)  # fmt: skip
     if opts.checks:
         from ..checks.base import select
 
@@ -159,6 +160,7 @@ def matrix(
         "keep": opts.keep or "never",
         "checks": list(opts.checks) if opts.checks else None,
         "wait_s": opts.wait_s,
+        "strict": bool(opts.strict),
         "state_dir": str(store.root),
         "artifacts_dir": None,
     }

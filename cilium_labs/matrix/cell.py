@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from .. import spec as spec_mod
-from ..errors import CiliumLabsError, PreflightError
+from ..errors import CiliumLabsError, PreflightError, SpecError
 from ..lab import Lab
 from ..report import Report
 from ..state import atomic_write
@@ -42,12 +42,14 @@ class ChecksFailed(CiliumLabsError):
         self.report = report
 
 
-def run_lab(lab: Lab, checks: Sequence[str] | None = None, wait_s: float | None = None) -> Report:
+def run_lab(
+    lab: Lab, checks: Sequence[str] | None = None, wait_s: float | None = None, *, strict: bool = False
+) -> Report:
     """The body of ``cilium-labs run`` on a lab that is up: install Cilium, then verify, letting the checks
-    converge for ``wait_s`` (None: the backend's own default; 0: one round)."""
+    converge for ``wait_s`` (None: the backend's own default; 0: one round); ``strict``: warnings fail too."""
     lab.install()
     wait = lab.backend.converge_timeout_s if wait_s is None else wait_s
-    return lab.verify(list(checks) if checks else None, wait_s=wait)
+    return lab.verify(list(checks) if checks else None, wait_s=wait, strict=strict)
 
 
 class _Stop:
@@ -101,7 +103,7 @@ def run_job(job: dict[str, Any], *, progress: Any = None) -> dict[str, Any]:
         with lab:
             entered = True
             try:
-                report = run_lab(lab, job.get("checks"), job.get("wait_s"))
+                report = run_lab(lab, job.get("checks"), job.get("wait_s"), strict=bool(job.get("strict")))
             finally:
                 stop.armed = False
             out["report"] = report.to_dict()
@@ -110,8 +112,9 @@ def run_job(job: dict[str, Any], *, progress: Any = None) -> dict[str, Any]:
         out["status"] = "passed"
     except ChecksFailed as exc:
         out.update(status="failed", report=exc.report.to_dict())
-    except PreflightError as exc:
-        # refused before anything was created: the backend cannot do this combination here
+    except (PreflightError, SpecError) as exc:
+        # refused before anything was created (the backend's pre-flight, or ``validate`` in ``Lab.up`` with the
+        # backend at hand): this combination cannot be done here
         out.update(status="skipped" if not entered else "error", reason=str(exc))
     except KeyboardInterrupt:
         out.update(status="cancelled", reason=stop.signal or "interrupted")

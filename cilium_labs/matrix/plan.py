@@ -21,13 +21,15 @@ Every combination is a *cell*, and every cell is its own lab with a readable nam
     parallel: 2
     keep: on-failure
     fail_fast: false
+    strict: false                 # warnings fail a cell, as run --strict
     wait: 5m
 
 Mistakes are refused before anything runs, the way a spec is: an unknown key names the closest known one, an
 axis value that is invalid on its own (``tunnel_protocol: gre``) is a usage error, and an ``exclude``/``extra``
 that names a value no axis has is one too (a typo there would otherwise silently run the wrong matrix). A
-*combination* the spec refuses (native routing with Geneve) is not a mistake of the matrix: that cell is kept
-and shown as skipped with the spec's reason, never dropped.
+*combination* that is refused (native routing with Geneve by the spec; Cilium 1.17 with IPv6-only tunnelling, a
+fault on a backend that cannot inject it, by ``validate``, exactly as ``Lab.up`` would refuse it) is not a
+mistake of the matrix: that cell is kept and shown as skipped with the reason, never dropped.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from .. import spec as spec_mod
 from .._merge import deep_merge
 from ..errors import SpecError, UsageError
 from ..lab import KEEP_CHOICES
+from ..sim.faults import FaultError
 from ..spec import LabSpec
+from ..validate import validate
 
 DEFAULT_NAME = "matrix"
 """Cells are ``matrix-<values>`` unless the matrix (or the base spec) has a name of its own."""
@@ -60,7 +64,7 @@ BOOL_LABELS = {"kube_proxy_replacement": "kpr"}
 NOT_AXES = frozenset({"name", "helm_values", "pod_cidrs", "service_cidrs", "kind", "vagrant", "gcp", "sim",
                       "existing"})  # fmt: skip
 """Spec fields that cannot vary: the name is derived, the rest are lists or sections (use ``extra``)."""
-FILE_KEYS = ("name", "spec", "axes", "exclude", "extra", "checks", "parallel", "keep", "fail_fast", "wait")
+FILE_KEYS = ("name", "spec", "axes", "exclude", "extra", "checks", "parallel", "keep", "fail_fast", "wait", "strict")
 EXTRA_KEYS = ("match", "helm_values", "faults", "spec")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -88,6 +92,8 @@ class RunOptions:
     parallel: int | None = None
     keep: str | None = None
     fail_fast: bool | None = None
+    strict: bool | None = None
+    """Warnings fail a cell's checks too, as ``run --strict``."""
 
     def over(self, other: RunOptions) -> RunOptions:
         """These options, with ``other``'s filling whatever these leave unsaid."""
@@ -160,12 +166,11 @@ class MatrixSpec:
             faults += [f for f in e.faults if f not in faults]
         try:
             spec = self.base.replace(**fields, **combo, name=name, helm_values=helm, sim={"faults": tuple(faults)})
-        except SpecError as exc:
+            validate(spec)  # what a lab is refused for before anything is created, as Lab.up will refuse it
+        except FaultError:
+            raise  # a fault string that does not parse is a mistake in the matrix, not a combination
+        except UsageError as exc:  # SpecError included: this combination cannot be done
             return Cell(index, name, combo, None, skip_reason=str(exc))
-        if spec.sim.faults and not _injects_faults(spec.backend):
-            return Cell(index, name, combo, None,
-                        skip_reason=f"faults ({', '.join(spec.sim.faults)}) need a backend that injects them, "
-                                    f"and {spec.backend} does not")  # fmt: skip
         return Cell(index, name, combo, spec)
 
 
@@ -260,9 +265,9 @@ def _options(data: Mapping[str, Any]) -> RunOptions:
     keep = data.get("keep")
     if keep is not None and keep not in KEEP_CHOICES:
         raise UsageError(f"matrix keep: {keep!r} is not one of {', '.join(KEEP_CHOICES)}")
-    fail_fast = data.get("fail_fast")
-    if fail_fast is not None and not isinstance(fail_fast, bool):
-        raise UsageError(f"matrix fail_fast: {fail_fast!r} is not true or false")
+    for flag in ("fail_fast", "strict"):
+        if data.get(flag) is not None and not isinstance(data.get(flag), bool):
+            raise UsageError(f"matrix {flag}: {data.get(flag)!r} is not true or false")
     wait = data.get("wait")
     wait_s: float | None = None
     if wait is not None:
@@ -270,7 +275,7 @@ def _options(data: Mapping[str, Any]) -> RunOptions:
 
         wait_s = parse_duration(wait, option="wait:") or 0.0
     return RunOptions(checks=tuple(checks) if checks is not None else None, wait_s=wait_s, parallel=parallel,
-                      keep=keep, fail_fast=fail_fast)  # fmt: skip
+                      keep=keep, fail_fast=data.get("fail_fast"), strict=data.get("strict"))  # fmt: skip
 
 
 # -- axes and their values ---------------------------------------------------------------------------------------
@@ -409,13 +414,6 @@ def _known_keys(data: Mapping[str, Any], known: Sequence[str], prefix: str) -> N
 
 def _matches(combo: Mapping[str, Any], match: Mapping[str, Any]) -> bool:
     return all(combo.get(k) == v for k, v in match.items())
-
-
-def _injects_faults(backend: str) -> bool:
-    """Whether the backend can inject the simulator's faults (it has ``set_faults``): asked, not assumed."""
-    from ..backends import get
-
-    return callable(getattr(get(backend), "set_faults", None))
 
 
 # -- names -------------------------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def render_table(result: MatrixResult, console: Console) -> None:
 
 
 def _render_findings(result: MatrixResult, console: Console) -> None:
-    failed = [c for c in result.cells if c.report is not None and c.report.findings]
+    failed = [c for c in result.cells if c.report is not None and c.report.findings]  # warnings of passed too
     if not failed:
         return
     console.print(Text("findings", style="bold"))
@@ -118,7 +118,8 @@ def _render_findings(result: MatrixResult, console: Console) -> None:
         assert c.report is not None
         findings = c.report.findings
         for f in findings[:FINDINGS_PER_CELL]:
-            table.add_row(str(c.cell.index), f.check, f.node or "cluster-wide", Text(f.kind, style="red"), f.object)
+            kind = Text(f.kind, style="red") if f.is_error else Text(f"{f.kind} (warning)", style="yellow")
+            table.add_row(str(c.cell.index), f.check, f.node or "cluster-wide", kind, f.object)
         if len(findings) > FINDINGS_PER_CELL:
             table.add_row(str(c.cell.index), "", "", f"... {len(findings) - FINDINGS_PER_CELL} more", "(see -o json)")
     console.print(table)

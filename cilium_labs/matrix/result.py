@@ -58,7 +58,8 @@ class CellResult:
                 return "absent", 0
             if found.skipped:
                 return "skipped", 0
-            return ("passed", 0) if found.ok else ("failed", len(found.findings))
+            # a check with only warnings passed (severity, issue 11), unless the run was --strict
+            return ("passed", 0) if found.ok else ("failed", len(found.errors) or len(found.findings))
         if self.status == "skipped":
             return "skipped", 0
         if self.status in ("not-run", "cancelled"):

@@ -83,6 +83,15 @@ def test_the_issue_matrix_passes_in_one_table_of_at_most_120_columns(
     assert lines[-1].strip() == "PASSED"
     assert "12 cells, 2 at a time" in err
     assert jobs[0]["keep"] == "never" and jobs[0]["checks"] is None and jobs[0]["wait_s"] is None
+    assert jobs[0]["strict"] is False
+
+
+def test_run_options_reach_every_cell(jobs: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["matrix", *ISSUE, "--strict", "--check", "health,tunnels", "--wait", "90s", "--keep",
+                             "always"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert jobs[0]["strict"] is True and jobs[0]["checks"] == ["health", "tunnels"]
+    assert jobs[0]["wait_s"] == 90.0 and jobs[0]["keep"] == "always"
 
 
 def test_json_has_every_cell_with_its_axes(jobs: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,10 +148,10 @@ def test_flags_lay_over_the_files_base_spec(jobs: list[dict[str, Any]], capsys: 
 
 
 def test_any_spec_field_can_be_an_axis(jobs: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(["matrix", "--backend", "sim", "--axis", "k8s-version=1.32.0,1.33.1", "-o", "json"],
+    code, out, _ = run_main(["matrix", "--backend", "sim", "--axis", "k8s-version=1.33.1,1.34.0", "-o", "json"],
                             capsys)  # fmt: skip
     assert code == 0
-    assert [c["axes"]["k8s_version"] for c in json.loads(out)["cells"]] == ["1.32.0", "1.33.1"]
+    assert [c["axes"]["k8s_version"] for c in json.loads(out)["cells"]] == ["1.33.1", "1.34.0"]
 
 
 @pytest.mark.parametrize(

@@ -138,13 +138,32 @@ def test_extra_may_not_set_what_the_matrix_decides() -> None:
         build(SIM, ISSUE_AXES, extra=[{"spec": {"wokers": 3}}])
 
 
-def test_faults_on_a_backend_that_cannot_inject_them_skip_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_faults_on_a_backend_that_cannot_inject_them_skip_the_cell() -> None:
     cells = build(LabSpec(backend="sim"), {"backend": "sim,kind"},
                   extra=[{"faults": ["agent-down:worker"]}]).cells()
     by_backend = {c.axes["backend"]: c for c in cells}
     assert by_backend["sim"].spec is not None
     assert by_backend["kind"].spec is None
-    assert "need a backend that injects them" in (by_backend["kind"].skip_reason or "")
+    assert "can only be injected on the sim backend" in (by_backend["kind"].skip_reason or "")
+
+
+def test_a_fault_that_does_not_parse_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="tunnel-mising"):
+        build(SIM, {"tunnel_protocol": "vxlan,geneve"}, extra=[{"faults": ["tunnel-mising:worker:worker2"]}]).cells()
+
+
+def test_what_validate_refuses_is_a_skipped_cell_with_its_reason() -> None:
+    """``validate`` (issue 11) refuses IPv6-only tunnelling before Cilium 1.18; the other cells run."""
+    cells = build(SIM, {"cilium_version": "1.17.6,1.18.12", "ip_family": "ipv4,ipv6"}).cells()
+    skipped = [c for c in cells if c.spec is None]
+    assert [c.axes for c in skipped] == [{"cilium_version": "1.17.6", "ip_family": "ipv6"}]
+    assert "IPv6-only with tunnel routing needs Cilium 1.18" in (skipped[0].skip_reason or "")
+
+
+def test_a_version_the_backend_does_not_support_is_skipped() -> None:
+    cells = build(SIM, {"cilium_version": "1.12.19,1.20.0"}).cells()
+    assert cells[1].spec is not None
+    assert cells[0].spec is None and "not supported on the sim backend" in (cells[0].skip_reason or "")
 
 
 def test_base_name_from_the_argument_the_base_spec_or_matrix() -> None:
@@ -170,18 +189,19 @@ checks: health,tunnels
 parallel: 3
 keep: on-failure
 fail_fast: true
+strict: true
 wait: 30s
 """
 
 
 def test_a_matrix_file_reads_its_spec_next_to_it(tmp_path: Path) -> None:
-    (tmp_path / "lab.yaml").write_text("backend: sim\nworkers: 1\n")
+    (tmp_path / "lab.yaml").write_text("backend: sim\nworkers: 3\n")
     (tmp_path / "m.yaml").write_text(MATRIX_FILE)
     m = load(tmp_path / "m.yaml")
-    assert m.name == "ci" and m.base.workers == 1 and m.base.backend == "sim"
+    assert m.name == "ci" and m.base.workers == 3 and m.base.backend == "sim"
     assert [c.name for c in m.cells()] == ["ci-1-18-12-vxlan", "ci-1-20-0-vxlan", "ci-1-20-0-geneve"]
     assert m.options == RunOptions(checks=("health", "tunnels"), wait_s=30.0, parallel=3, keep="on-failure",
-                                   fail_fast=True)
+                                   fail_fast=True, strict=True)
     assert RunOptions(parallel=1).over(m.options).parallel == 1  # flags win over the file
 
 

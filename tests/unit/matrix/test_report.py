@@ -155,3 +155,20 @@ def test_columns_for_cells_without_a_report_follow_the_checks_asked_for() -> Non
                           requested_checks=("health",))  # fmt: skip
     assert result.check_names() == ["health"]
     assert result.check_counts()["skipped"] == 2
+
+
+def _warned(strict: bool) -> Report:
+    warning = Finding(check="health", node=None, kind="api-retries", object="API server", expected="no retries",
+                      found="3 of 20 requests retried", severity="warning")  # fmt: skip
+    checks = [CheckResult(name="health", ok=not strict, findings=(warning,)), CheckResult(name="tunnels", ok=True)]
+    return Report.build(checks, cluster="c", cilium_version="1.20.0", duration_s=1.0, strict=strict)
+
+
+def test_a_check_with_only_warnings_passes_unless_strict_and_its_warnings_are_listed() -> None:
+    cells = build(LabSpec(backend="sim"), {"tunnel_protocol": "vxlan,geneve"}).cells()
+    result = MatrixResult(cells=(CellResult(cells[0], "passed", report=_warned(strict=False)),
+                                 CellResult(cells[1], "failed", report=_warned(strict=True))))  # fmt: skip
+    assert result.cells[0].outcome("health") == ("passed", 0)
+    assert result.cells[1].outcome("health") == ("failed", 1)
+    text = "\n".join(_render(result))
+    assert "api-retries (warning)" in text and "FAILED 1" in text
