@@ -209,6 +209,10 @@ def _tidy(run_dir: Path) -> None:
             p.unlink(missing_ok=True)
     if not any(run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            run_dir.parent.rmdir()  # the runs folder too, when this was the last run in it
+        except OSError:
+            pass
 
 
 class _CallableModule(types.ModuleType):
