@@ -50,7 +50,7 @@ from .context import CheckContext
 
 NAME = "connectivity"
 LARGE_BYTES = 6000
-"""Echoed both ways: five or more full-size packets each direction at a 1450-byte pod MTU."""
+"""Echoed both ways: five or more full-size packets each direction at a 1450-byte route MTU (VXLAN, 1500 underlay)."""
 SERVICE_TRIES = 3
 
 
@@ -91,7 +91,7 @@ EXPECTED = {
     "pod-to-service-dns": "the Service name resolves and answers HTTP 200",
     "node-to-nodeport": "HTTP 200 from an echo pod",
     "host-to-pod": "HTTP 200 with the echo pod's name",
-    "mtu-large-response": f"{LARGE_BYTES} bytes echoed back (packets of the full pod MTU both ways)",
+    "mtu-large-response": f"{LARGE_BYTES} bytes echoed back (packets of the full route MTU both ways)",
     "mtu-df-ping": "replies to don't-fragment pings of the path MTU (the pod's route MTU)",
 }
 
