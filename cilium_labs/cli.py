@@ -88,9 +88,9 @@ _FLAG_FIELDS = {
 }
 
 
-def build_spec(opts: dict[str, Any]) -> LabSpec:
-    """The spec from ``--spec`` (or defaults) with every given flag applied over it."""
-    base = spec_mod.load(opts["spec_file"]) if opts.get("spec_file") else LabSpec()
+def build_spec(opts: dict[str, Any], base: LabSpec | None = None) -> LabSpec:
+    """The spec from ``--spec`` (else ``base``, else defaults) with every given flag applied over it."""
+    base = spec_mod.load(opts["spec_file"]) if opts.get("spec_file") else base or LabSpec()
     changes: dict[str, Any] = {f: opts[o] for o, f in _FLAG_FIELDS.items() if opts.get(o) is not None}
     if opts.get("set_values"):
         changes["helm_values"] = deep_merge(base.helm_values, parse_set(opts["set_values"]))
@@ -507,6 +507,7 @@ _AREA_COMMANDS = {
     "cilium_labs.commands.preflight": ("command",),
     "cilium_labs.commands.gcp": ("command",),
     "cilium_labs.commands.local": ("command",),
+    "cilium_labs.commands.matrix": ("command",),
 }
 
 

@@ -148,6 +148,10 @@ class SimBackend(Backend):
         if self.spec.sim.datapath == "netns" and os.geteuid() != 0:
             raise PreflightError("sim.datapath: netns builds network namespaces, which needs root",
                                  fix="run as root, or use sim.datapath: api (no traffic checks)")
+        if self.spec.sim.datapath == "netns" and self.spec.tunnel_protocol == "geneve":
+            from ..sim import netns
+
+            netns.require_link_kind("geneve", "external", "dstport", "6081")  # as Cilium's flow-based device
         return []
 
     def up(self, *, keep_on_failure: bool = False) -> None:
