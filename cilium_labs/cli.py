@@ -441,11 +441,13 @@ def backends_cmd(output: str) -> None:
         try:
             cls = get_backend(name)
             tools: dict[str, bool] = {t: which(t) is not None for t in cls.tools}
+            needs = cls.not_ready()
             error: str | None = None
         except CiliumLabsError as exc:
-            tools, error = {}, exc.message
+            tools, needs, error = {}, [], exc.message
         lo, hi = validate_mod.supported_minors(name)
-        rows.append({"name": name, "target": target, "tools": tools, "ready": error is None and all(tools.values()),
+        rows.append({"name": name, "target": target, "tools": tools, "needs": needs,
+                     "ready": error is None and all(tools.values()) and not needs,
                      "error": error, "cilium": f"{validate_mod.fmt(lo)} to {validate_mod.fmt(hi)}"})
     if output == "json":
         _emit_json(rows)
@@ -453,7 +455,8 @@ def backends_cmd(output: str) -> None:
     table = Table("BACKEND", "TOOLS", "READY", "CILIUM")
     for r in rows:
         tools_txt = ", ".join(f"{t} {'✓' if ok else '✗ missing'}" for t, ok in r["tools"].items()) or "(none)"
-        table.add_row(r["name"], r["error"] or tools_txt, "yes" if r["ready"] else "no", r["cilium"])
+        needs_txt = "".join(f"\n✗ {n}" for n in r["needs"])
+        table.add_row(r["name"], (r["error"] or tools_txt) + needs_txt, "yes" if r["ready"] else "no", r["cilium"])
     out_console.print(table)
     versions = Table("CILIUM", "NEWEST KNOWN", "KUBERNETES (its requirements list)",
                      title="Cilium releases and the Kubernetes versions each supports", title_justify="left")

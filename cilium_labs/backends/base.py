@@ -143,6 +143,12 @@ class Backend(abc.ABC):
         Raise ``ValueError`` naming the field when the recorded state is not what ``state()`` wrote (a hand
         edit, a damaged file): the lab is then listed as unreadable and ``down --force`` takes over."""
 
+    @classmethod
+    def not_ready(cls) -> list[str]:
+        """What this machine still lacks for the backend beyond its ``tools`` (root, a build), one line each with
+        the fix, for ``cilium-labs backends``; empty when ready. Cheap: it must not start anything."""
+        return []
+
     # -- when the record cannot be trusted ---------------------------------------------------------------------
     @classmethod
     def recognises(cls, state_dir: Path) -> bool:

@@ -93,6 +93,26 @@ class LocalBackend(Backend):
         return [sys.executable, "-m", "cilium_labs.local", "serve", "--spec", str(self.state_dir / SPEC_FILE),
                 "--state-dir", str(self.state_dir)]
 
+    @classmethod
+    def not_ready(cls) -> list[str]:
+        """Root, Go, clang >= 18, a cgroup v2 hierarchy, and the programs built for the default Cilium."""
+        from ..local import build, components, images, topology
+
+        out = []
+        if os.geteuid() != 0:
+            out.append("root (network namespaces, mounts, cgroups, eBPF)")
+        if _run.which("go") is None:
+            out.append("Go >= 1.26 to build the programs (https://go.dev/dl/)")
+        elif missing := [c for c in components.all_for(components.DEFAULT_CILIUM) if build.find(c) is None]:
+            out.append("built programs: " + ", ".join(c.key for c in missing) + " (`cilium-labs local build`)")
+        if images._newest("clang") is None:
+            out.append("clang >= 18 for the agent's datapath (apt-get install clang-19 llvm-19)")
+        try:
+            topology.cgroup2_root()
+        except PreflightError:
+            out.append("a cgroup v2 hierarchy (mount -t cgroup2 none /sys/fs/cgroup/unified)")
+        return out
+
     # -- pre-flight and plan ------------------------------------------------------------------------------------
     def preflight(self) -> list[str]:
         if os.geteuid() != 0:
