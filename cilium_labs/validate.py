@@ -238,8 +238,8 @@ def _faults(spec: LabSpec, backend: str) -> None:
                              fix="drop them, or use --backend local")
         from .local.faults import parse
 
-        for fault in spec.local.faults:
-            parse(fault, [n for n, _ in spec.node_names()])
+        for local_fault in spec.local.faults:
+            parse(local_fault, [n for n, _ in spec.node_names()])
     if not spec.sim.faults:
         return
     if backend != "sim":

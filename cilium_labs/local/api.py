@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config  # type: ignore[import-untyped]
+from kubernetes import client, config
 
 KWOK_GROUP = "kwok.x-k8s.io"
 KWOK_VERSION = "v1alpha1"
 
 
-class ApiException(Exception):  # noqa: N818 - the client's own name for it
+class ApiException(Exception):
     """An API answer of 400 or more."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -111,7 +111,7 @@ class Api:
         """Create or replace a namespaced KWOK resource (``execs``, ``logs``) for one pod."""
         kind = {"execs": "Exec", "logs": "Logs"}[plural]
         base = f"/apis/{KWOK_GROUP}/{KWOK_VERSION}/namespaces/{ns}/{plural}"
-        body = {"apiVersion": f"{KWOK_GROUP}/{KWOK_VERSION}", "kind": kind,
+        body: dict[str, Any] = {"apiVersion": f"{KWOK_GROUP}/{KWOK_VERSION}", "kind": kind,
                 "metadata": {"name": name, "namespace": ns}, "spec": spec}
         current = self.get(f"{base}/{name}")
         if current is None:

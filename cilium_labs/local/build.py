@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -231,7 +232,7 @@ def _write_go_mod(src: Path, component: Component, *, replaces: list[tuple[str, 
         (src / "go.sum").unlink(missing_ok=True)
 
 
-def _download(component: Component, env: Mapping[str, str]) -> dict[str, str]:
+def _download(component: Component, env: Mapping[str, str]) -> dict[str, Any]:
     res = _run.run(["go", "mod", "download", "-json", f"{component.module}@v{component.version}"],
                    env=env, timeout=600, check=False)
     try:
@@ -276,7 +277,7 @@ def _version_flags(component: Component, env: Mapping[str, str]) -> list[str]:
     if component.name != "cilium":
         return []
     info = _download(component, env)
-    origin = info.get("Origin") or {}
+    origin: Any = info.get("Origin") or {}
     commit = str(origin.get("Hash") if isinstance(origin, dict) else "")[:10]
     try:  # ``download -json`` names the .info file; its Time is the tag's commit time (UTC)
         stamp = str(json.loads(Path(str(info.get("Info"))).read_text()).get("Time") or "")

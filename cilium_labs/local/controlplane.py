@@ -277,21 +277,3 @@ def kwok_config(stages: list[dict[str, Any]]) -> str:
                                    "options": options}]
     docs += stages
     return yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def kube_proxy_argv(binary: Path, files: Files, node: str, *, cluster_cidrs: str) -> list[str]:
-    """kube-proxy of one node, run inside the node's namespace (``ip netns exec``) with the kubeadm user
-    ``system:kube-proxy`` in ``system:node-proxier`` (the RBAC kubeadm binds). nftables mode: the host's ``nft``
-    programs the node namespace's own tables."""
-    return [
-        str(binary),
-        f"--kubeconfig={files.kubeconfig('system:kube-proxy')}",
-        f"--hostname-override={node}",
-        "--proxy-mode=nftables",
-        f"--cluster-cidr={cluster_cidrs}",
-        # healthz (10256) and metrics (10249) keep their default ports: each kube-proxy has its node's namespace
-        # nf_conntrack_max is the initial namespace's only ("permission denied" in a node's): leave it, as kind
-        # does for its node containers (kubeadm config conntrack.maxPerCore: 0)
-        "--conntrack-max-per-core=0",
-        "--v=1",
-    ]

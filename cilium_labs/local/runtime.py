@@ -350,7 +350,7 @@ class Runtime:
         spec = pod.get("spec", {})
         restart = spec.get("restartPolicy", "Always")
         volumes = self._volumes(pod, st)
-        for c, proc in zip(spec.get("initContainers") or [], st.inits):
+        for c, proc in zip(spec.get("initContainers") or [], st.inits, strict=False):
             if proc.completed:
                 continue
             rule = self._rule(c.get("image", ""), proc)
@@ -374,7 +374,7 @@ class Runtime:
             proc.popen = None
             proc.restarts += 1
             return self._report(pod, st)
-        for c, proc in zip(spec.get("containers") or [], st.containers):
+        for c, proc in zip(spec.get("containers") or [], st.containers, strict=False):
             rule = self._rule(c.get("image", ""), proc)
             if rule is None:
                 continue
@@ -644,8 +644,9 @@ class Runtime:
         node = self.nodes[st.node]
         inits_done = all(p.completed for p in st.inits)
         containers = spec.get("containers") or []
-        statuses = [self._cstatus(c, p) for c, p in zip(containers, st.containers)]
-        init_statuses = [self._cstatus(c, p, init=True) for c, p in zip(spec.get("initContainers") or [], st.inits)]
+        statuses = [self._cstatus(c, p) for c, p in zip(containers, st.containers, strict=False)]
+        init_statuses = [self._cstatus(c, p, init=True)
+                         for c, p in zip(spec.get("initContainers") or [], st.inits, strict=False)]
         all_ready = bool(st.containers) and all(p.ready and p.running() for p in st.containers)
         all_done = bool(st.containers) and all(p.completed for p in st.containers)
         if all_done:

@@ -171,8 +171,9 @@ class Supervisor:
         if not self.spec.kube_proxy_replacement:
             self.progress("starting kube-proxy on every node (no kube-proxy replacement)")
             for node in self.nodes:
-                self._child(f"kube-proxy-{node.name}", ["ip", "netns", "exec", node.netns, *controlplane.kube_proxy_argv(
-                    k8s.path("kube-proxy"), self.files, node.name, cluster_cidrs=",".join(self.spec.pod_cidrs))])
+                proxy = controlplane.kube_proxy_argv(k8s.path("kube-proxy"), self.files, node.name,
+                                                     cluster_cidrs=",".join(self.spec.pod_cidrs))
+                self._child(f"kube-proxy-{node.name}", ["ip", "netns", "exec", node.netns, *proxy])
         cil = built["cilium"]
         src = build.local_root() / "src" / cil.component.key
         tools = images.tools_dir(self.state_dir)
@@ -336,7 +337,7 @@ def teardown(lab: str, state_dir: Path) -> list[str]:
 
 def mounts_under(folder: Path) -> list[str]:
     prefix = str(folder.resolve()).rstrip("/") + "/"
-    out = []
+    out: list[str] = []
     try:
         lines = Path("/proc/self/mounts").read_text().splitlines()
     except OSError:
@@ -405,12 +406,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/state":
             return self._send(200, self.supervisor.state)
         self._send(404, {"message": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         try:
             body = json.loads(self.rfile.read(min(length, 1 << 20)) or b"{}")

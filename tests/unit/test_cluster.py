@@ -154,7 +154,8 @@ def test_kwok_exit_codes_are_exit_codes_not_broken_execs() -> None:
                        "cilium-health status -o json: exit status 1"}
     got = _exec_status("out", "err", _json.dumps(kwok))
     assert (got.exit_code, got.reason) == (1, "")
-    kubelet = {"status": "Failure", "reason": "NonZeroExitCode", "message": "command terminated with non-zero exit code",
+    kubelet = {"status": "Failure", "reason": "NonZeroExitCode",
+               "message": "command terminated with non-zero exit code",
                "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}}
     assert _exec_status("", "", _json.dumps(kubelet)).exit_code == 7
     broken = {"status": "Failure", "reason": "InternalError", "message": "Internal error occurred: pod not found"}
