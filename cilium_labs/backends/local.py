@@ -52,6 +52,9 @@ class LocalBackend(Backend):
 
     name = "local"
     tools = TOOLS
+    preflight_before_install = True
+    """The nodes' underlay is real (a bridge and veths): UDP 8472 between every pair is worth proving before the
+    install, as on VMs."""
     converge_timeout_s = 300.0
     """From 1.17 ``cilium-health status --probe`` returns the last probe's report (pkg/health/server/server.go
     ``FetchStatusResponse``), and a peer probed before its agent was up stays failed until the next probe of
