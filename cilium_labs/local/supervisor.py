@@ -115,6 +115,8 @@ class Supervisor:
         self.nodes: list[NodeInfo] = []
         self.api: Api | None = None
         self.bpffs: list[Path] = []
+        self.held_routes: set[tuple[str, str]] = set()
+        """(node, peer) whose pod-CIDR route a ``route-deleted`` fault keeps deleted."""
 
     # -- state ------------------------------------------------------------------------------------------------
     def _save(self, **changes: Any) -> None:
@@ -292,6 +294,7 @@ class Supervisor:
                         child.next_start = 0.0
                         child.start()
                 self.runtime.sync_safe()
+                faults.reapply(self)
                 self.stop_event.wait(0.5)
         finally:
             server.shutdown()

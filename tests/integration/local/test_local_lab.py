@@ -181,11 +181,21 @@ def test_blocked_vxlan_is_named_per_pair(lab: Lab, converged: Report) -> None:
 
 
 def test_deleted_pod_cidr_route_is_named(lab: Lab, converged: Report) -> None:
+    """Without its route to worker2's pod CIDR, worker's kernel cannot send host traffic to worker2's pods; pod
+    to pod does not use the route (bpf_lxc encapsulates from the ipcache), so only the host-to-pod probes of that
+    pair fail. The fault holds the route down: the real agent restores it within about 20 s."""
     lab.backend.set_faults(["route-deleted:itl-worker:itl-worker2"])  # type: ignore[attr-defined]
-    report = lab.verify(["connectivity"])
-    pairs = {(f.node, f.object) for f in _findings(report, "connectivity") if f.kind == "pod-to-pod"}
-    assert pairs, report.to_dict()
-    assert all(node == "itl-worker" or "itl-worker" in obj for node, obj in pairs), pairs
+    try:
+        report = lab.verify(["connectivity"])
+    finally:
+        lab.backend.set_faults([], clear=True)  # type: ignore[attr-defined]
+    failed = [f for f in _findings(report, "connectivity")]
+    assert failed, report.to_dict()
+    kinds = {f.kind for f in failed}
+    # a NodePort request that worker's kube-proxy sends to a pod on worker2 needs the route too
+    assert "host-to-pod" in kinds and kinds <= {"host-to-pod", "node-to-nodeport"}, kinds
+    assert all(f.node == "itl-worker" for f in failed), [(f.node, f.object) for f in failed]
+    assert all("itl-worker2" in f.object for f in failed if f.kind == "host-to-pod")
 
 
 def test_sigkilled_lab_is_removed_by_down_force(tmp_path: Path) -> None:
