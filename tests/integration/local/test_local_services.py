@@ -61,7 +61,7 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         lab.install(timeout_s=600)
         k8s = Cluster(lab.backend.kubeconfig())
         _populate(k8s)
-        _wait_running(k8s, 6)  # 2 web, hp, flaky-ok, flaky-bad (never ready, still running)
+        _wait_running(k8s, 5)  # 2 web, hp, flaky-ok, flaky-bad (never ready, still running)
         yield SimpleNamespace(lab=lab, k8s=k8s, kpr=kpr, spec=spec)
     finally:
         lab.down()
