@@ -261,6 +261,16 @@ def spawn(
     return proc.pid
 
 
+def log_tail(path: str | Path, lines: int = 5) -> str:
+    """The last ``lines`` lines of a background process's log on one line, for an error message that names why
+    it died; ``no log`` / ``empty log`` when there is nothing to quote."""
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "empty log"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie child of ours counts as gone, and is reaped)."""
     proc = _SPAWNED.get(pid)

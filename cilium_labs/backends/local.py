@@ -202,11 +202,7 @@ class LocalBackend(Backend):
         return len(lines)
 
     def _log_tail(self, lines: int = 4) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no log"
-        return " | ".join(text[-lines:]) or "empty log"
+        return _run.log_tail(self.log_path, lines)
 
     @staticmethod
     def _alive(srv: dict[str, Any]) -> bool:

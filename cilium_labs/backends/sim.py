@@ -192,11 +192,7 @@ class SimBackend(Backend):
                            fix=f"see {self.log_path}")
 
     def _log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no log"
-        return " | ".join(text[-lines:]) or "empty log"
+        return _run.log_tail(self.log_path, lines)
 
     def down(self) -> None:
         self._load_server_state()

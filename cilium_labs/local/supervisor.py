@@ -33,6 +33,7 @@ from typing import Any
 import attrs
 import yaml
 
+from .. import _run
 from .. import spec as spec_mod
 from ..errors import BackendError, CiliumLabsError
 from ..state import atomic_write
@@ -91,11 +92,7 @@ class Child:
             self.popen.wait(10)
 
     def tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
+        return _run.log_tail(self.log_path, lines)
 
 
 class Supervisor:
