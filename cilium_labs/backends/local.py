@@ -108,7 +108,7 @@ class LocalBackend(Backend):
             out.append("Go >= 1.26 to build the programs (https://go.dev/dl/)")
         elif missing := [c for c in components.all_for(components.DEFAULT_CILIUM) if build.find(c) is None]:
             out.append("built programs: " + ", ".join(c.key for c in missing) + " (`cilium-labs local build`)")
-        if images._newest("clang") is None:
+        if images.newest_llvm_tool("clang") is None:
             out.append("clang >= 18 for the agent's datapath (apt-get install clang-19 llvm-19)")
         try:
             topology.cgroup2_root()
@@ -131,13 +131,12 @@ class LocalBackend(Backend):
             names = ", ".join(f"{c.name} {c.version}" for c in missing)
             raise PreflightError(f"not built yet: {names}",
                                  fix=f"run `cilium-labs local build --cilium-version {self.spec.cilium_version}`")
-        warnings = []
-        from ..local.images import tools_dir
+        from ..local.images import newest_llvm_tool
 
-        if not (tools_dir(self.state_dir / ".probe") / "clang").exists():
-            warnings.append("no clang >= 18 found: the agent cannot compile its datapath "
-                            "(apt-get install clang-19 llvm-19)")
-        return warnings
+        if newest_llvm_tool("clang") is None or newest_llvm_tool("llc") is None:
+            raise PreflightError("no clang and llc >= 18: the agent cannot compile its datapath",
+                                 fix="apt-get install clang-19 llvm-19")
+        return []
 
     def plan(self) -> Plan:
         from ..local import components

@@ -170,24 +170,21 @@ def resolve_in(root: Path, path: str, _depth: int = 0) -> Path:
     the host's ``/run``."""
     if _depth > 16:
         raise OSError(f"too many symbolic links resolving {path}")
-    current = root
     parts = [p for p in Path(path).parts if p not in ("/", "", ".")]
+    inside: list[str] = []  # the resolved path below root, component by component
     for i, part in enumerate(parts):
         if part == "..":
-            current = current.parent if current != root else root
+            if inside:
+                inside.pop()
             continue
-        candidate = current / part
+        candidate = root.joinpath(*inside, part)
         if candidate.is_symlink():
             link = os.readlink(candidate)
-            base = root if link.startswith("/") else current
-            rest = "/".join(parts[i + 1:])
-            joined = str(Path(link) / rest) if rest else link
-            if not link.startswith("/"):
-                joined = str((current / joined).relative_to(root))
-            return resolve_in(root, joined if joined.startswith("/") else "/" + joined, _depth + 1) \
-                if base is root else resolve_in(root, "/" + joined, _depth + 1)
-        current = candidate
-    return current
+            base = "/" if link.startswith("/") else "/" + "/".join(inside)
+            rest = parts[i + 1:]
+            return resolve_in(root, str(Path(base, link, *rest)), _depth + 1)
+        inside.append(part)
+    return root.joinpath(*inside)
 
 
 def _mount_one(m: Mount, target: Path) -> None:

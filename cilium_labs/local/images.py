@@ -59,7 +59,7 @@ def tools_dir(root: Path) -> Path:
     out = root / "tools"
     out.mkdir(parents=True, exist_ok=True)
     for name in ("clang", "llc"):
-        target = _newest(name)
+        target = newest_llvm_tool(name)
         link = out / name
         if target is None:
             continue
@@ -70,7 +70,9 @@ def tools_dir(root: Path) -> Path:
     return out
 
 
-def _newest(name: str) -> str | None:
+def newest_llvm_tool(name: str) -> str | None:
+    """The newest ``clang``/``llc`` from 18 up (Debian's ``clang-19``, or ``/usr/lib/llvm-N/bin``), else a plain
+    one on /usr/bin (whose version is then the distribution's business)."""
     for version in range(25, 17, -1):
         for folder in ("/usr/bin", f"/usr/lib/llvm-{version}/bin"):
             candidate = Path(folder) / f"{name}-{version}" if folder == "/usr/bin" else Path(folder) / name

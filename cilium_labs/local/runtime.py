@@ -459,10 +459,9 @@ class Runtime:
         proc.probe_failures.clear()
         proc.probe_next.clear()
         proc.waiting_reason = ""
-        self._publish(pod, st, proc, path, cgroup, log_path)
+        self._publish(pod, st, proc, path, cgroup)
 
-    def _publish(self, pod: dict[str, Any], st: PodState, proc: Proc, path: str, cgroup: Path,
-                 log_path: Path) -> None:
+    def _publish(self, pod: dict[str, Any], st: PodState, proc: Proc, path: str, cgroup: Path) -> None:
         """Tell KWOK how to exec into and read the logs of this container."""
         target = st.dir / f"{proc.name}.exec.json"
         target.write_text(json.dumps({"pid": proc.pid, "path": path, "cgroup": str(cgroup)}))
@@ -476,7 +475,6 @@ class Runtime:
             self.api.apply_kwok("logs", ns, name, {"logs": logs})
         except Exception as exc:
             log.warning("could not publish exec/logs targets of %s/%s: %s", ns, name, exc)
-        _ = log_path
 
     def _pod_targets(self, pod: dict[str, Any], st: PodState, suffix: str) -> list[dict[str, Any]]:
         return [{"containers": [p.name],

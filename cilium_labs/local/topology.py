@@ -17,7 +17,6 @@ its cgroup root, so socket-level load balancing attaches to that node's processe
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,7 +177,3 @@ def remove_cgroups(lab: str) -> list[str]:
     except OSError:
         pass
     return left
-
-
-def free_ipv4(nodes: Sequence[NodeNet]) -> list[str]:
-    return [ip for n in nodes for ip in n.ips if ipaddress.ip_address(ip).version == 4]
