@@ -192,10 +192,13 @@ def test_deleted_pod_cidr_route_is_named(lab: Lab, converged: Report) -> None:
     failed = [f for f in _findings(report, "connectivity")]
     assert failed, report.to_dict()
     kinds = {f.kind for f in failed}
-    # a NodePort request that worker's kube-proxy sends to a pod on worker2 needs the route too
+    # a NodePort request to worker (from any node) that worker's kube-proxy sends to a pod on worker2 needs the
+    # route too: seen as `itl-worker2 -> itl-worker 172.18.0.3:NODEPORT`
     assert "host-to-pod" in kinds and kinds <= {"host-to-pod", "node-to-nodeport"}, kinds
-    assert all(f.node == "itl-worker" for f in failed), [(f.node, f.object) for f in failed]
-    assert all("itl-worker2" in f.object for f in failed if f.kind == "host-to-pod")
+    hosts = [f for f in failed if f.kind == "host-to-pod"]
+    assert all(f.node == "itl-worker" and "-> itl-worker2 " in f.object for f in hosts), [f.object for f in hosts]
+    ports = [f for f in failed if f.kind == "node-to-nodeport"]
+    assert all("-> itl-worker " in f.object for f in ports), [f.object for f in ports]
 
 
 def test_sigkilled_lab_is_removed_by_down_force(tmp_path: Path) -> None:
