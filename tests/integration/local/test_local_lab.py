@@ -27,7 +27,7 @@ from cilium_labs.lab import Lab
 from cilium_labs.report import Report
 from cilium_labs.spec import LabSpec
 
-pytestmark = [pytest.mark.integration, pytest.mark.local]
+pytestmark = [pytest.mark.integration, pytest.mark.local, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[3]
 CILIUM = "1.19.4"

@@ -27,7 +27,7 @@ from tests import lb_objects
 
 from .test_local_lab import CILIUM, _assert_nothing_left, _why_not
 
-pytestmark = [pytest.mark.integration, pytest.mark.local]
+pytestmark = [pytest.mark.integration, pytest.mark.local, pytest.mark.timeout(1800)]
 
 
 
