@@ -40,6 +40,9 @@ INSTALL_HINTS: dict[str, str] = {
     "ip": "install iproute2: apt-get install iproute2",
     "tcpdump": "install tcpdump: apt-get install tcpdump",
     "kubectl": "install kubectl: https://kubernetes.io/docs/tasks/tools/",
+    "go": "install Go >= 1.26 (https://go.dev/dl/); the local backend builds its programs through the Go module proxy",
+    "nsenter": "install util-linux: apt-get install util-linux",
+    "clang": "install clang >= 18: apt-get install clang-19 llvm-19 (the Cilium agent compiles its datapath with it)",
 }
 
 _SECRET_FLAGS = {"--token", "--password", "--certificate-key", "--discovery-token-ca-cert-hash", "--client-key"}
@@ -256,6 +259,16 @@ def spawn(
             raise ToolNotFoundError(args[0], INSTALL_HINTS.get(Path(args[0]).name, "check the path")) from exc
     _SPAWNED[proc.pid] = proc
     return proc.pid
+
+
+def log_tail(path: str | Path, lines: int = 5) -> str:
+    """The last ``lines`` lines of a background process's log on one line, for an error message that names why
+    it died; ``no log`` / ``empty log`` when there is nothing to quote."""
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "empty log"
 
 
 def pid_alive(pid: int) -> bool:

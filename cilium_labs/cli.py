@@ -88,9 +88,9 @@ _FLAG_FIELDS = {
 }
 
 
-def build_spec(opts: dict[str, Any]) -> LabSpec:
-    """The spec from ``--spec`` (or defaults) with every given flag applied over it."""
-    base = spec_mod.load(opts["spec_file"]) if opts.get("spec_file") else LabSpec()
+def build_spec(opts: dict[str, Any], base: LabSpec | None = None) -> LabSpec:
+    """The spec from ``--spec`` (else ``base``, else defaults) with every given flag applied over it."""
+    base = spec_mod.load(opts["spec_file"]) if opts.get("spec_file") else base or LabSpec()
     changes: dict[str, Any] = {f: opts[o] for o, f in _FLAG_FIELDS.items() if opts.get(o) is not None}
     if opts.get("set_values"):
         changes["helm_values"] = deep_merge(base.helm_values, parse_set(opts["set_values"]))
@@ -106,7 +106,9 @@ def build_spec(opts: dict[str, Any]) -> LabSpec:
     if opts.get("cilium_image"):
         sections.setdefault("kind", {})["cilium_image"] = opts["cilium_image"]
     if opts.get("faults"):
-        sections.setdefault("sim", {})["faults"] = list(opts["faults"])
+        # faults belong to the backend that injects them: the simulator's lies, or the local backend's real ones
+        where = "local" if (opts.get("backend") or base.backend) == "local" else "sim"
+        sections.setdefault(where, {})["faults"] = list(opts["faults"])
     if opts.get("exec_latency") is not None:
         sections.setdefault("sim", {})["exec_latency_ms"] = opts["exec_latency"]
     if opts.get("datapath"):
@@ -148,7 +150,9 @@ def lab_options(func: F) -> F:
         click.option("--gcp-project", help="GCP project (gcp backend)."),
         click.option("--ttl", type=float, help="Hours until the lab counts as expired (gcp backend)."),
         click.option("--cilium-image", help="A locally built agent image to load (kind backend)."),
-        click.option("--fault", "faults", multiple=True, help="Inject a fault (sim backend), e.g. agent-down:NODE."),
+        click.option("--fault", "faults", multiple=True,
+                     help="Inject a fault: sim (agent-down:NODE, ...) or local (agent-stop:NODE, "
+                          "vxlan-blocked:NODE:PEER, route-deleted:NODE:PEER, ciliumnode-deleted:NODE)."),
         click.option("--exec-latency", type=float, help="Simulated exec latency in ms (sim backend)."),
         click.option("--datapath", type=click.Choice(["api", "netns"]), help="Simulator datapath (sim backend)."),
         click.option("--state-dir", type=click.Path(file_okay=False), help="State folder (default XDG state)."),
@@ -437,11 +441,13 @@ def backends_cmd(output: str) -> None:
         try:
             cls = get_backend(name)
             tools: dict[str, bool] = {t: which(t) is not None for t in cls.tools}
+            needs = cls.not_ready()
             error: str | None = None
         except CiliumLabsError as exc:
-            tools, error = {}, exc.message
+            tools, needs, error = {}, [], exc.message
         lo, hi = validate_mod.supported_minors(name)
-        rows.append({"name": name, "target": target, "tools": tools, "ready": error is None and all(tools.values()),
+        rows.append({"name": name, "target": target, "tools": tools, "needs": needs,
+                     "ready": error is None and all(tools.values()) and not needs,
                      "error": error, "cilium": f"{validate_mod.fmt(lo)} to {validate_mod.fmt(hi)}"})
     if output == "json":
         _emit_json(rows)
@@ -449,7 +455,8 @@ def backends_cmd(output: str) -> None:
     table = Table("BACKEND", "TOOLS", "READY", "CILIUM")
     for r in rows:
         tools_txt = ", ".join(f"{t} {'✓' if ok else '✗ missing'}" for t, ok in r["tools"].items()) or "(none)"
-        table.add_row(r["name"], r["error"] or tools_txt, "yes" if r["ready"] else "no", r["cilium"])
+        needs_txt = "".join(f"\n✗ {n}" for n in r["needs"])
+        table.add_row(r["name"], (r["error"] or tools_txt) + needs_txt, "yes" if r["ready"] else "no", r["cilium"])
     out_console.print(table)
     versions = Table("CILIUM", "NEWEST KNOWN", "KUBERNETES (its requirements list)",
                      title="Cilium releases and the Kubernetes versions each supports", title_justify="left")
@@ -502,6 +509,8 @@ _AREA_COMMANDS = {
     "cilium_labs.commands.sim": ("command",),
     "cilium_labs.commands.preflight": ("command",),
     "cilium_labs.commands.gcp": ("command",),
+    "cilium_labs.commands.local": ("command",),
+    "cilium_labs.commands.matrix": ("command",),
     "cilium_labs.commands.upgrade": ("command",),
 }
 

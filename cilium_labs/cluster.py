@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -454,4 +455,18 @@ def _exec_status(stdout: str, stderr: str, raw: str) -> PodExec:
                 code = int(cause.get("message", "-1"))
             except ValueError:
                 code = -1
-    return PodExec(stdout, stderr, code, str(status.get("message", "")))
+    message = str(status.get("message", ""))
+    if code == -1:
+        kwok = _KWOK_EXIT.search(message)
+        if kwok:  # the command ran and exited non-zero: an exit code, not a broken exec
+            return PodExec(stdout, stderr, int(kwok.group(1)))
+    return PodExec(stdout, stderr, code, message)
+
+
+_KWOK_EXIT = re.compile(r"error executing command in container: cmd wait: .*: exit status (\d+)\s*$", re.DOTALL)
+"""How a KWOK-served pod (the local backend's) reports a non-zero exit: KWOK v0.8.0 pkg/utils/exec/exec.go wraps
+the process's error (``cmd wait: NAME ARGS: %w``), so k8s.io/cri-streaming pkg/streaming/remotecommand/exec.go,
+which type-asserts ``utilexec.ExitError``, sends an InternalError Status with that text instead of the
+``NonZeroExitCode`` Status a kubelet sends. Seen on a real kube-apiserver 1.36.3 + KWOK 0.8.0:
+``Internal error occurred: error executing command in container: cmd wait: cilium-health status -o json: exit
+status 1``."""

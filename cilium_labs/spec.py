@@ -144,8 +144,18 @@ class ExistingOptions:
     """Context in that kubeconfig; default its current context."""
 
 
+@attrs.frozen(kw_only=True)
+class LocalOptions:
+    """``local`` backend section: real Kubernetes and Cilium programs in network namespaces of this host."""
+
+    faults: tuple[str, ...] = ()
+    """Applied once Cilium is rolled out: ``agent-stop:NODE``, ``vxlan-blocked:NODE:PEER``,
+    ``route-deleted:NODE:PEER``, ``ciliumnode-deleted:NODE``."""
+
+
 _SECTIONS: dict[str, type] = {
     "kind": KindOptions,
+    "local": LocalOptions,
     "vagrant": VagrantOptions,
     "gcp": GcpOptions,
     "sim": SimOptions,
@@ -198,6 +208,7 @@ class LabSpec:
     gcp: GcpOptions = attrs.field(factory=GcpOptions)
     sim: SimOptions = attrs.field(factory=SimOptions)
     existing: ExistingOptions = attrs.field(factory=ExistingOptions)
+    local: LocalOptions = attrs.field(factory=LocalOptions)
 
     def __attrs_post_init__(self) -> None:
         if not self.pod_cidrs:

@@ -59,6 +59,8 @@ SUPPORTED: dict[str, tuple[Minor, Minor]] = {
     "gcp": ((1, 13), (1, 20)),
     "existing": ((1, 13), (1, 20)),
     "sim": ((1, 13), (1, 20)),
+    # the releases whose agent builds from the Go module proxy as released (cilium_labs/local/components.py)
+    "local": ((1, 19), (1, 19)),
 }
 """Cilium minors per backend. 1.13 is the oldest release whose chart (``../shared/charts/cilium-1.13.18.tgz``) and
 source (module cache) the values, the checks and the simulator's outputs are checked against; older agents print
@@ -230,6 +232,14 @@ def _node_networks(spec: LabSpec, backend: str) -> None:
 
 
 def _faults(spec: LabSpec, backend: str) -> None:
+    if spec.local.faults:
+        if backend != "local":
+            raise UsageError(f"faults ({', '.join(spec.local.faults)}) in local.faults need the local backend",
+                             fix="drop them, or use --backend local")
+        from .local.faults import parse
+
+        for local_fault in spec.local.faults:
+            parse(local_fault, [n for n, _ in spec.node_names()])
     if not spec.sim.faults:
         return
     if backend != "sim":

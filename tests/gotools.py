@@ -57,12 +57,15 @@ def _go() -> str:
 
 
 def go_env() -> dict[str, str]:
-    """The environment for ``go``: this machine's shared module cache when it has one, no toolchain downloads,
-    static binaries."""
+    """The environment for ``go``: the local backend's module and build caches (``cilium_labs.local.build``), so
+    the Kubernetes and Cilium packages these clients share with it are downloaded and compiled once per machine;
+    no toolchain downloads; static binaries."""
+    from cilium_labs.local.build import go_env as local_go_env
+
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod -buildvcs=false")
-    shared = Path.home() / ".cache" / "cilium-labs" / "local" / "gomod"
-    if "GOMODCACHE" not in os.environ and shared.is_dir():
-        env["GOMODCACHE"] = str(shared)
+    for key, value in local_go_env().items():
+        if key in ("GOMODCACHE", "GOCACHE") and key not in os.environ:
+            env[key] = value
     return env
 
 

@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "kind": "cilium_labs.backends.kind:KindBackend",
     "gcp": "cilium_labs.backends.gcp:GcpBackend",
     "vagrant": "cilium_labs.backends.vagrant:VagrantBackend",
+    "local": "cilium_labs.backends.local:LocalBackend",
 }
 
 

@@ -143,6 +143,12 @@ class Backend(abc.ABC):
         Raise ``ValueError`` naming the field when the recorded state is not what ``state()`` wrote (a hand
         edit, a damaged file): the lab is then listed as unreadable and ``down --force`` takes over."""
 
+    @classmethod
+    def not_ready(cls) -> list[str]:
+        """What this machine still lacks for the backend beyond its ``tools`` (root, a build), one line each with
+        the fix, for ``cilium-labs backends``; empty when ready. Cheap: it must not start anything."""
+        return []
+
     # -- when the record cannot be trusted ---------------------------------------------------------------------
     @classmethod
     def recognises(cls, state_dir: Path) -> bool:
@@ -209,6 +215,24 @@ class PreloadCiliumImages(Protocol):
 
     def preload_commands(self, images: Sequence[str]) -> list[list[str]]:
         """The commands ``preload_images`` would run, for ``plan`` (host-side pulls are listed as ``docker pull``)."""
+        ...
+
+
+@runtime_checkable
+class ProvidesCilium(Protocol):
+    """A backend that brings its own Cilium chart and Helm, and values its nodes need (local: the chart of the
+    Cilium module its agents were built from, a Helm built from the Go proxy, no Envoy)."""
+
+    def chart(self) -> str:
+        """A chart directory, used when the spec names none."""
+        ...
+
+    def helm(self) -> str:
+        """Path of the helm program to run."""
+        ...
+
+    def backend_values(self) -> dict[str, Any]:
+        """Values merged under the spec's own ``helm_values`` (the user still wins)."""
         ...
 
 

@@ -148,6 +148,10 @@ class SimBackend(Backend):
         if self.spec.sim.datapath == "netns" and os.geteuid() != 0:
             raise PreflightError("sim.datapath: netns builds network namespaces, which needs root",
                                  fix="run as root, or use sim.datapath: api (no traffic checks)")
+        if self.spec.sim.datapath == "netns" and self.spec.tunnel_protocol == "geneve":
+            from ..sim import netns
+
+            netns.require_link_kind("geneve", "external", "dstport", "6081")  # as Cilium's flow-based device
         return []
 
     def up(self, *, keep_on_failure: bool = False) -> None:
@@ -188,11 +192,7 @@ class SimBackend(Backend):
                            fix=f"see {self.log_path}")
 
     def _log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "no log"
-        return " | ".join(text[-lines:]) or "empty log"
+        return _run.log_tail(self.log_path, lines)
 
     def down(self) -> None:
         self._load_server_state()

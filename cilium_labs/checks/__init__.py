@@ -175,6 +175,11 @@ def wait_for(
     ``timeout_s`` bounds the whole call: every API request and exec is cut to the time left, and none starts after
     it (a round cut short reports the round before it, when there is one). Warnings do not keep it polling: what
     they count (retries over the whole run) only grows with more rounds.
+
+    A check that passed is not run again: the next rounds run only the checks still in error, and the report
+    holds each check's last result. Re-running a passed connectivity check redeploys its pods every round, and
+    on a real cluster that churn (endpoints created and deleted, datapath programs recompiled) is what made the
+    health probes of the round fail (seen on a 3-node Cilium 1.19.4 local lab under load).
     """
     if timeout_s < 0:
         raise UsageError(f"wait timeout must not be negative, got {timeout_s}", fix="pass e.g. --wait 5m")
@@ -185,15 +190,18 @@ def wait_for(
     history: list[ExecRecord] = []
     reads_since = cl.read_stats()
     last: Report | None = None
+    settled: dict[str, CheckResult] = {}
+    order: list[str] = []
+    pending = names
     with cl.deadline_at(deadline):  # a hard bound: no call starts after it, each call's timeout is cut to it
         while True:
             attempt += 1
             hits = cl.deadline_hits
             try:
-                report = run_checks(
+                round_report = run_checks(
                     cl,
                     spec=spec,
-                    names=names,
+                    names=pending,
                     backend=backend,
                     namespace=namespace,
                     concurrency=concurrency,
@@ -210,6 +218,10 @@ def wait_for(
                     raise
                 _say(progress, f"attempt {attempt}: {exc.message}; retrying in {interval_s:g}s")
             else:
+                order = order or [c.name for c in round_report.checks]
+                report = _merged(round_report, settled, order, strict)
+                settled.update({c.name: c for c in round_report.checks if not c.errors})
+                pending = [n for n in order if n not in settled]
                 if cl.deadline_hits > hits and last is not None:
                     # time ran out inside this round: its findings are the deadline's, the last full round is truer
                     _say(progress, f"attempt {attempt} was cut short by the time limit; reporting the one before")
@@ -224,6 +236,17 @@ def wait_for(
                     f"retrying in {interval_s:g}s",
                 )
             time.sleep(interval_s)
+
+
+def _merged(latest: Report, settled: dict[str, CheckResult], order: list[str], strict: bool) -> Report:
+    """This round's results, with the checks that passed in an earlier round as they were then."""
+    if not settled:
+        return latest
+    fresh = {c.name: c for c in latest.checks}
+    checks = [fresh.get(n) or settled[n] for n in order if n in fresh or n in settled]
+    return Report.build(checks, cluster=latest.cluster, cilium_version=latest.cilium_version,
+                        duration_s=latest.duration_s + sum(settled[n].duration_s for n in settled if n not in fresh),
+                        nodes=latest.nodes, strict=strict)
 
 
 def _say(progress: Progress | None, message: str) -> None:

@@ -10,8 +10,11 @@ pod and a host-network client on every node, and a NodePort Service. From every 
 * ``pod-to-service-dns``: the Service by name, when the cluster has a ``kube-dns`` Service;
 * ``node-to-nodeport`` and ``host-to-pod``: from the host-network client, every node's NodePort and every echo pod;
 * ``mtu-large-response``: ``GET /echo?msg=`` of a few kilobytes across the tunnel (several full-size packets each
-  way) and ``mtu-df-ping``: a don't-fragment ping sized to the pod interface's MTU. A VXLAN underlay that carries
-  less than the nodes think passes every small probe and fails exactly these (cilium#14339).
+  way) and ``mtu-df-ping``: a don't-fragment ping of the path MTU toward the echo pod, found the way the client
+  pod's kernel finds it (``ip route get``: the route's ``mtu``, else the device's). Cilium's pods have the device
+  MTU on ``eth0`` and the smaller route MTU on their routes (``_probes.path_mtu``), so ``eth0``'s MTU would be
+  too big to cross a tunnel. A VXLAN underlay that carries less than the nodes think passes every small probe and
+  fails exactly these (cilium#14339).
 
 The result carries a matrix (source node x destination node, per family) of the pod-to-pod probes in
 ``details``; every failed probe is a finding naming the pair, the address and the cause (timeout, refused, no
@@ -47,10 +50,8 @@ from .context import CheckContext
 
 NAME = "connectivity"
 LARGE_BYTES = 6000
-"""Echoed both ways: five or more full-size packets each direction at a 1450-byte pod MTU."""
+"""Echoed both ways: five or more full-size packets each direction at a 1450-byte route MTU (VXLAN, 1500 underlay)."""
 SERVICE_TRIES = 3
-IPV4_ICMP_OVERHEAD = 28
-IPV6_ICMP_OVERHEAD = 48
 
 
 @attrs.frozen
@@ -90,8 +91,8 @@ EXPECTED = {
     "pod-to-service-dns": "the Service name resolves and answers HTTP 200",
     "node-to-nodeport": "HTTP 200 from an echo pod",
     "host-to-pod": "HTTP 200 with the echo pod's name",
-    "mtu-large-response": f"{LARGE_BYTES} bytes echoed back (packets of the full pod MTU both ways)",
-    "mtu-df-ping": "replies to don't-fragment pings of the pod MTU",
+    "mtu-large-response": f"{LARGE_BYTES} bytes echoed back (packets of the full route MTU both ways)",
+    "mtu-df-ping": "replies to don't-fragment pings of the path MTU (the pod's route MTU)",
 }
 
 Job = Callable[[], list[ProbeResult]]
@@ -152,7 +153,6 @@ class ConnectivityCheck(WorkloadCheck):
                 dns_name = f"{ECHO}.{wl.namespace}.svc.cluster.local"
             else:
                 notes.append("no kube-dns Service in kube-system: the Service is not probed by name")
-        mtus = self._pod_mtus(runner, wl)
         jobs: list[Job] = []
         echo_names = {p.name for p in wl.by_role(ECHO)}
         for fam in self.families(ctx, wl):
@@ -169,7 +169,7 @@ class ConnectivityCheck(WorkloadCheck):
                         continue
                     jobs.append(_http_job(runner, "pod-to-pod", fam, client, echo, dst, echo.name))
                     jobs.append(_large_job(runner, fam, client, echo, dst))
-                    jobs.append(_df_ping_job(runner, fam, client, echo, dst, mtus.get(client.name)))
+                    jobs.append(_df_ping_job(runner, fam, client, echo, dst))
                 svc_ip = wl.service_ip(fam)
                 if svc_ip:
                     jobs.append(_service_job(runner, "pod-to-service", fam, client, svc_ip, echo_names))
@@ -188,14 +188,6 @@ class ConnectivityCheck(WorkloadCheck):
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="probe") as pool:
             out = [r for batch in pool.map(lambda job: job(), jobs) for r in batch]
         return out, notes
-
-    def _pod_mtus(self, runner: _Runner, wl: Workload) -> dict[str, int]:
-        mtus: dict[str, int] = {}
-        for client in wl.by_role(CLIENT):
-            res = runner.exec(client, ["cat", "/sys/class/net/eth0/mtu"])
-            if res.exit_code == 0 and res.stdout.strip().isdigit():
-                mtus[client.name] = int(res.stdout.strip())
-        return mtus
 
 
 class _Runner:
@@ -238,18 +230,19 @@ def _large_job(runner: _Runner, fam: int, src: ProbePod, dst: ProbePod, address:
     return job
 
 
-def _df_ping_job(runner: _Runner, fam: int, src: ProbePod, dst: ProbePod, address: str, mtu: int | None) -> Job:
+def _df_ping_job(runner: _Runner, fam: int, src: ProbePod, dst: ProbePod, address: str) -> Job:
     def job() -> list[ProbeResult]:
-        if mtu is None:
-            why = "could not read /sys/class/net/eth0/mtu in the client pod"
+        path = pr.path_mtu(lambda argv: runner.exec(src, argv), address)
+        if path.mtu is None:
             return [ProbeResult("mtu-df-ping", fam, src.node, src.name, dst.node, dst.name, address, False,
-                                pr.EXEC_FAILED, why)]  # fmt: skip
-        size = mtu - (IPV4_ICMP_OVERHEAD if fam == 4 else IPV6_ICMP_OVERHEAD)
+                                path.failure, path.how)]  # fmt: skip
+        mtu = path.mtu
+        size = pr.icmp_payload(mtu, fam)
         res = runner.exec(src, pr.ping_argv(address, size=size, dont_fragment=True, count=2))
-        note = f"{size}-byte payload, {mtu}-byte packets with DF"
+        note = f"{size}-byte payload, {mtu}-byte packets with DF; {path.how}"
         if pr.ping_unsupported_df(res):  # busybox ping: a packet of the full MTU leaves whole anyway
             res = runner.exec(src, pr.ping_argv(address, size=size, count=2))
-            note = f"{size}-byte payload, {mtu}-byte packets (busybox ping: no DF flag)"
+            note = f"{size}-byte payload, {mtu}-byte packets (busybox ping: no DF flag); {path.how}"
         out = pr.classify_ping(res)
         detail = f"{note}: {out.detail}" if out.detail else note
         return [ProbeResult("mtu-df-ping", fam, src.node, src.name, dst.node, dst.name, address, out.ok, out.failure,

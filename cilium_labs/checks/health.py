@@ -28,7 +28,11 @@ class HealthCheck:
     description = "DaemonSet and operator ready, every agent healthy, node-to-node health reachability complete"
 
     def run(self, ctx: CheckContext) -> list[Finding]:
-        pending = ctx.agents.start_many([["status", "-o", "json"], ["cilium-health", "status", "-o", "json"]])
+        # `--probe`: a fresh probe, as cilium-cli's own health test asks (cilium-cli/connectivity/tests/health.go,
+        # cilium v1.20.0-pre); the cached report can hold a failure from before the health endpoint was up for
+        # the whole probe interval (about 2 minutes on a real 1.19.4 agent)
+        pending = ctx.agents.start_many([["status", "-o", "json"],
+                                         ["cilium-health", "status", "--probe", "-o", "json"]])
         findings: list[Finding] = []
         findings += _workloads(ctx)
         findings += _config_vs_spec(ctx)

@@ -23,7 +23,15 @@ import attrs
 import yaml
 
 from .. import _run
-from ..backends.base import Backend, CiliumInstaller, PreloadCiliumImages, Progress, RecommendsMtu
+from .._merge import deep_merge
+from ..backends.base import (
+    Backend,
+    CiliumInstaller,
+    PreloadCiliumImages,
+    Progress,
+    ProvidesCilium,
+    RecommendsMtu,
+)
 from ..cluster import Cluster
 from ..errors import CapabilityMissing, CiliumLabsError, ClusterError, CommandError, SpecError
 from ..spec import LabSpec, parse_version
@@ -131,6 +139,7 @@ def values_for(
     spec: LabSpec, backend: Backend, *, images_preloaded: bool = False, for_plan: bool = False
 ) -> dict[str, Any]:
     """The values for this spec on this backend (API server address from the backend when it knows it)."""
+    spec = with_backend_chart(spec, backend)
     endpoint = backend.api_server_endpoint()
     host: str | None = None
     port = 6443
@@ -144,6 +153,8 @@ def values_for(
     vals = values_mod.helm_values(
         spec, k8s_service_host=host, k8s_service_port=port, images_preloaded=images_preloaded, agent_image=agent
     )
+    if isinstance(backend, ProvidesCilium):
+        vals = deep_merge(deep_merge(vals, backend.backend_values()), spec.helm_values)
     source = chart_source(spec)
     if source.kind == "local":
         chart_version, defaults = read_local_chart(source.ref)
@@ -157,6 +168,17 @@ def values_for(
             )
         values_mod.check_against_chart(spec.helm_values, defaults, chart_version)
     return vals
+
+
+def with_backend_chart(spec: LabSpec, backend: Backend) -> LabSpec:
+    """The spec with the backend's own chart when it brings one and the spec names none."""
+    if not spec.chart and isinstance(backend, ProvidesCilium):
+        return spec.replace(chart=backend.chart())
+    return spec
+
+
+def helm_program(backend: Backend) -> str:
+    return backend.helm() if isinstance(backend, ProvidesCilium) else "helm"
 
 
 def helm_install_argv(
@@ -227,6 +249,7 @@ def cilium_cli_uninstall_argv(spec: LabSpec, kubeconfig: str | Path, *, context:
 
 def plan(spec: LabSpec, backend: Backend) -> tuple[dict[str, str], list[list[str]]]:
     """The values file and the exact commands ``install`` would run, touching nothing."""
+    spec = with_backend_chart(spec, backend)
     preload = isinstance(backend, PreloadCiliumImages) and backend.preloads_images()
     vals = values_for(spec, backend, images_preloaded=preload, for_plan=True)
     files = {VALUES_FILE: values_mod.to_yaml(vals)}
@@ -239,7 +262,8 @@ def plan(spec: LabSpec, backend: Backend) -> tuple[dict[str, str], list[list[str
         return files, commands
     if spec.installer == "cilium-cli":
         return files, [*commands, cilium_cli_argv(spec, values_path, kubeconfig, upgrade=False)]
-    return files, [*commands, helm_install_argv(spec, values_path, kubeconfig)]
+    argv = helm_install_argv(spec, values_path, kubeconfig)
+    return files, [*commands, [helm_program(backend), *argv[1:]]]
 
 
 def install(
@@ -251,6 +275,7 @@ def install(
     timeout_s: float = 600,
 ) -> None:
     """Install or upgrade Cilium as the spec says, then wait until agents, operator and nodes are ready."""
+    spec = with_backend_chart(spec, backend)
     images_preloaded = False
     if isinstance(backend, PreloadCiliumImages) and backend.preloads_images():
         images = release_images(spec, backend.agent_image())
@@ -271,13 +296,14 @@ def install(
                 progress("warning: cilium-cli supports Cilium 1.14+ (its README: 1.17+); prefer installer: helm")
         else:
             argv = helm_install_argv(spec, values_path, cluster.kubeconfig, context=cluster.context)
+            argv[0] = helm_program(backend)
         progress(f"installing (or upgrading) Cilium {version}: {' '.join(argv[:4])}")
         _run_tool(argv, progress, timeout_s)
     wait_ready(spec, cluster, progress=progress, timeout_s=timeout_s)
 
 
 def _run_tool(argv: list[str], progress: Progress, timeout_s: float) -> None:
-    tool = argv[0]
+    tool = Path(argv[0]).name
 
     def on_line(_stream: str, line: str) -> None:
         if line.strip():
@@ -301,6 +327,7 @@ def uninstall(spec: LabSpec, backend: Backend, cluster: Cluster, *, progress: Pr
         argv = cilium_cli_uninstall_argv(spec, cluster.kubeconfig, context=cluster.context)
     else:
         argv = helm_uninstall_argv(spec, cluster.kubeconfig, context=cluster.context)
+        argv[0] = helm_program(backend)
     progress(f"removing Cilium: {' '.join(argv[:3])}")
     try:
         _run_tool(argv, progress, 600)

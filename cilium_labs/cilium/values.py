@@ -248,7 +248,7 @@ def _check_port(port: Any, field: str) -> int:
     return value
 
 
-def _check_host(host: Any, field: str, version: tuple[int, int, int]) -> str:
+def _check_host(host: Any, field: str, version: tuple[int, int, int], *, loopback_ok: bool = False) -> str:
     if not isinstance(host, str) or not host.strip():
         raise SpecError(field, f"{host!r} is not an address", fix="give the control plane's IP address or DNS name")
     host = host.strip()
@@ -262,7 +262,7 @@ def _check_host(host: Any, field: str, version: tuple[int, int, int]) -> str:
         if all(part and len(part) < 64 for part in host.split(".")) and " " not in host and ":" not in host:
             return host
         raise SpecError(field, f"{host!r} is neither an IP address nor a host name", fix="e.g. 172.18.0.2") from None
-    if addr.is_loopback:
+    if addr.is_loopback and not loopback_ok:
         raise SpecError(
             field,
             f"{host} is a loopback address: agents would talk to their own node, not the API server",
@@ -315,7 +315,10 @@ def helm_values(
                 "without kube-proxy, Cilium needs k8sServiceHost (the API server as nodes reach it) and it is unknown",
                 fix="set helm_values.k8sServiceHost/k8sServicePort, or use a backend that reports the API server",
             )
-        values["k8sServiceHost"] = _check_host(host, "k8sServiceHost", version)
+        # an address the backend reported is how its nodes reach the API server, loopback included (the local
+        # backend's nodes reach it through a bridge on their own 127.0.0.1); only a user's guess is second-guessed
+        values["k8sServiceHost"] = _check_host(host, "k8sServiceHost", version,
+                                               loopback_ok=k8s_service_host is not None)
         values["k8sServicePort"] = _check_port(user.get("k8sServicePort", k8s_service_port), "k8sServicePort")
 
     values["ipam"] = {"mode": "kubernetes"}

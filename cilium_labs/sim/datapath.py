@@ -11,7 +11,9 @@ Layout (all names start with ``cln-<lab>-``, see ``netns``):
   ``encap ip id <VNI> dst <peer InternalIP> via <peer router> dev cilium_vxlan onlink`` sends traffic into the
   tunnel (a lightweight-tunnel route: the VXLAN device itself has no fixed remote).
 * ``cln-<lab>-p-<hash>``: a pod, ``eth0`` a veth to ``lxc<hash>`` on its node, a /32 (or /128) address, the node's
-  router as default gateway, MTU = underlay MTU minus the 50 bytes VXLAN costs.
+  router as default gateway. As Cilium's CNI plugin lays a pod out, both ends of the veth have the *device* MTU (the
+  underlay's) and the pod's default route the *route* MTU (the device MTU minus the 50 bytes VXLAN costs), so
+  ``ip route get`` in the pod answers ``mtu 1450`` while ``eth0`` says 1500 (see ``NetnsDatapath.route_mtu``).
 
 Cilium carries the *source endpoint's security identity* in the VNI. Here each pod's traffic is steered by an
 ``ip rule from <pod IP>`` into a table whose tunnel routes carry that pod's identity as ``encap ip id``; traffic
@@ -22,7 +24,8 @@ identities from the rules, so a fault applied to the kernel shows up in what the
 Faults made real: ``tunnel-missing:NODE:PEER`` deletes NODE's routes to PEER's pod CIDRs, ``port-blocked:NODE:PEER:
 UDP/8472`` drops what PEER sends to that port on NODE (nftables in NODE), ``underlay-mtu:BYTES`` lowers the MTU
 of the underlay's bridge ports while nodes keep theirs, so frames larger than BYTES vanish without an error, the
-black hole a cloud VPC with a smaller MTU makes.
+black hole a cloud VPC with a smaller MTU makes: a don't-fragment ping of the pods' route MTU and TCP's full-size
+segments alike (the nodes' ``eth0`` hands the underlay single frames, see ``_create_node``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ VXLAN_DEV = "cilium_vxlan"
 HOST_DEV = "cilium_host"
 UNDERLAY_DEV = "eth0"
 VXLAN_OVERHEAD = 50
+"""pkg/mtu/mtu.go ``TunnelOverhead`` (1.13-1.17) / ``TunnelOverheadIPv4`` (1.18-1.20): outer IPv4 20 + UDP 8 +
+VXLAN 8 + inner Ethernet 14. The netns underlay is IPv4, and it neither encrypts nor adds a DSR option."""
 _MAC_BASE = 0x0242C0000000
 FW_TABLE = "cl_fw"
 
@@ -137,7 +142,16 @@ class NetnsDatapath:
         self.prefix = netns.lab_prefix(lab)
         self.nodes = {n.name: n for n in nodes}
         self.mtu = mtu
-        self.pod_mtu = mtu - VXLAN_OVERHEAD
+        """The underlay MTU: Cilium's base MTU (its ``MTU`` setting, else the detected device's)."""
+        self.device_mtu = mtu
+        """What Cilium gives both ends of a pod's veth: the base MTU (pkg/mtu/mtu.go getDeviceMTU/GetDeviceMTU;
+        connector.SetupVeth with conf.DeviceMTU: v1.13.18 plugins/cilium-cni/main.go:527, v1.19.4
+        plugins/cilium-cni/cmd/cmd.go:683)."""
+        self.route_mtu = mtu - VXLAN_OVERHEAD
+        """What Cilium puts on a pod's default route and on the node's routes into the tunnel: the base MTU minus
+        the tunnel overhead (pkg/mtu/mtu.go getRouteMTU/GetRouteMTU with encapsulation, no encryption; prepareIP
+        with conf.RouteMTU: v1.13.18 plugins/cilium-cni/main.go:582, v1.19.4 plugins/cilium-cni/cmd/cmd.go:775;
+        pkg/datapath/connector/ipam.go IPv4Routes/IPv6Routes put it on the default route only)."""
         self.tunnel_port = tunnel_port
         self.service_cidrs = tuple(service_cidrs)
         self.underlay_net = _underlay_network([n.tunnel_ip for n in nodes])
@@ -268,7 +282,11 @@ class NetnsDatapath:
         lines = [
             f"link add {UNDERLAY_DEV} type veth peer name {port} netns {self.underlay_ns}",
             f"addr add {node.tunnel_ip}/{prefix} dev {UNDERLAY_DEV}",
-            f"link set {UNDERLAY_DEV} mtu {self.mtu} up",
+            # gso_max_segs 1: what leaves for the underlay is frames, as a NIC puts them on a wire, not a veth's
+            # GSO super-packets, which a bridge port forwards whatever its MTU (net/core/dev.c is_skb_forwardable
+            # lets any GSO skb through); otherwise TCP crosses an underlay-mtu fault that drops a ping of the same
+            # size, and mtu-large-response could not see the black hole.
+            f"link set {UNDERLAY_DEV} mtu {self.mtu} gso_max_segs 1 up",
         ]
         for ip_ in node.ips:
             if ":" in ip_:
@@ -319,7 +337,7 @@ class NetnsDatapath:
                 src_part = f" src {src}" if src else ""
                 lines.append(
                     f"route replace {cidr} encap ip id {identity} dst {peer.tunnel_ip} "
-                    f"via {via} dev {VXLAN_DEV} onlink{src_part} mtu {self.pod_mtu}{tail}"
+                    f"via {via} dev {VXLAN_DEV} onlink{src_part} mtu {self.route_mtu}{tail}"
                 )
         return lines
 
@@ -410,22 +428,30 @@ class NetnsDatapath:
         netns.sysctl(pns, {"net.ipv6.conf.all.accept_dad": 0, "net.ipv6.conf.default.accept_dad": 0})
         pod_lines = [
             f"link add eth0 type veth peer name {lxc} netns {node_ns}",
-            f"link set eth0 mtu {self.pod_mtu} up",
+            f"link set eth0 mtu {self.device_mtu} up",
         ]
-        node_lines = [f"link set {lxc} mtu {self.pod_mtu} up", f"addr add fe80::1/64 dev {lxc} nodad"]
+        node_lines = [f"link set {lxc} mtu {self.device_mtu} up", f"addr add fe80::1/64 dev {lxc} nodad"]
         table = identity + TABLE_OFFSET
         rules6: list[str] = []
         for ip_ in ips:
             family = 6 if ":" in ip_ else 4
             if family == 4:
                 router = me.router_ip(4)
+                # the routes connector.IPv4Routes gives and addIPConfigToLink adds: the gateway /32 scope link, then
+                # the default route with the route MTU (a real 1.19.4 pod: "default via 10.244.1.5 dev eth0 mtu
+                # 1450" and "10.244.1.5 dev eth0 scope link")
                 pod_lines += [
                     f"addr add {ip_}/32 dev eth0",
                     f"route add {router} dev eth0 scope link",
-                    f"route add default via {router} dev eth0 src {ip_}",
+                    f"route add default via {router} dev eth0 mtu {self.route_mtu}",
                 ]
             else:
-                pod_lines += [f"addr add {ip_}/128 dev eth0 nodad", "route add ::/0 via fe80::1 dev eth0"]
+                # IPv6Routes has the same shape; the gateway here is the lxc end's link-local address, not
+                # cilium_host's (no BPF program answers neighbour discovery for it on this node)
+                pod_lines += [
+                    f"addr add {ip_}/128 dev eth0 nodad",
+                    f"route add ::/0 via fe80::1 dev eth0 mtu {self.route_mtu}",
+                ]
             node_lines.append(f"route add {ip_}/{32 if family == 4 else 128} dev {lxc}")
             rule = f"rule add from {ip_} lookup {table} pref {RULE_PREF}"
             (rules6 if family == 6 else node_lines).append(rule)

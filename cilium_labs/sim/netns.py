@@ -46,6 +46,27 @@ def require_tools() -> None:
     require("nft")
 
 
+def require_link_kind(kind: str, *link_args: str) -> None:
+    """Refuse (``PreflightError``) unless this kernel can create a ``kind`` link, asked the way Cilium's own
+    probes ask: create a throwaway device in a fresh namespace (``HaveBIGTCPTunnel`` in
+    pkg/datapath/linux/probes/probes.go, v1.20.0, adds a probe GENEVE device in a new netns). A kernel without
+    Geneve cannot carry a Geneve lab: Cilium's agent itself fails there, in ``setupGeneveDevice``
+    (pkg/datapath/loader/netlink.go, v1.20.0: "setting up geneve device: creating geneve device").
+    """
+    ns = f"{PREFIX}probe-{os.getpid()}"
+    add(ns)
+    try:
+        res = ip(["link", "add", "probe0", "type", kind, *link_args], ns=ns, check=False)
+    finally:
+        delete(ns)
+    if res.returncode != 0:
+        raise PreflightError(
+            f"this kernel cannot create {kind} devices ({res.stderr.strip() or f'exit {res.returncode}'}), "
+            f"so a {kind} lab cannot run in network namespaces here",
+            fix=f"use a kernel with {kind} (CONFIG_{kind.upper()}), or the simulator's API datapath",
+        )
+
+
 def lab_prefix(lab: str) -> str:
     """Namespace-name prefix for one lab: ``cln-<lab>-``."""
     return f"{PREFIX}{lab}-"

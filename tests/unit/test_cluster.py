@@ -140,3 +140,24 @@ def test_cli_verify_wait_is_a_hard_bound(tmp_path: Path, silent_server: str) -> 
     assert res.returncode == 1 and elapsed < 3 + 5, (elapsed, res.stderr)
     assert "Traceback" not in res.stderr and "Retrying" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_kwok_exit_codes_are_exit_codes_not_broken_execs() -> None:
+    """A KWOK-served pod's non-zero exit arrives as an InternalError Status (KWOK v0.8.0 wraps the process error;
+    cri-streaming's type assertion then misses it): seen on a real kube-apiserver 1.36.3 + KWOK 0.8.0."""
+    import json as _json
+
+    from cilium_labs.cluster import _exec_status
+
+    kwok = {"kind": "Status", "status": "Failure", "reason": "InternalError",
+            "message": "Internal error occurred: error executing command in container: cmd wait: "
+                       "cilium-health status -o json: exit status 1"}
+    got = _exec_status("out", "err", _json.dumps(kwok))
+    assert (got.exit_code, got.reason) == (1, "")
+    kubelet = {"status": "Failure", "reason": "NonZeroExitCode",
+               "message": "command terminated with non-zero exit code",
+               "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}}
+    assert _exec_status("", "", _json.dumps(kubelet)).exit_code == 7
+    broken = {"status": "Failure", "reason": "InternalError", "message": "Internal error occurred: pod not found"}
+    got = _exec_status("", "", _json.dumps(broken))
+    assert got.exit_code == -1 and "pod not found" in got.reason

@@ -5,6 +5,10 @@ packets through real namespaces, VXLAN and nftables.
 * ``tunnel-missing`` fails connectivity for exactly that pair, and the tunnels check names the same pair;
 * ``port-blocked`` makes preflight name the pair;
 * ``underlay-mtu`` fails the MTU probes while every small probe passes.
+
+The MTU probe follows Cilium: the pods' eth0 has the device MTU (1500) and their routes the route MTU (1450 with
+VXLAN), as the real CNI plugin sets them (v1.19.4 plugins/cilium-cni/cmd/cmd.go:683 and :775), so the DF ping is
+of 1450 bytes, the path MTU ``ip route get`` reports in the client pod.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ def test_clean_lab_passes_every_traffic_check(lab: tuple[SimHandle, NetnsBridge]
     pairs = report.check("encapsulation").details["pairs"]
     assert pairs and all(p["requests"] and p["vnis"] == [p["expected_vni"]] for p in pairs)
     assert all(p["status"] == "ok" for p in report.check("preflight").details["pairs"])
+    df = [p for p in conn["probes"] if p["kind"] == "mtu-df-ping"]
+    assert len(df) == 4 and all(  # echo pods on the two workers: cp -> w1, w2; w1 -> w2; w2 -> w1
+        p["detail"].startswith("1422-byte payload, 1450-byte packets with DF; route mtu 1450 dev eth0") for p in df
+    ), df
 
 
 def test_tunnel_missing_fails_exactly_that_pair(lab: tuple[SimHandle, NetnsBridge]) -> None:
@@ -86,7 +94,10 @@ def test_underlay_mtu_fails_only_the_mtu_probe(lab: tuple[SimHandle, NetnsBridge
     report = verify(lab, ["underlay-mtu:1400"])
     conn = report.check("connectivity")
     failed = {f.kind for f in conn.findings}
-    assert failed and failed <= {"mtu-df-ping", "mtu-large-response"}
+    assert failed == {"mtu-df-ping", "mtu-large-response"}
+    df = [f for f in conn.findings if f.kind == "mtu-df-ping"]
+    assert len(df) == 4  # every cross-node pair: 1450 + 50 bytes of VXLAN do not fit 1400
+    assert all(f.found.startswith("timeout: 1422-byte payload, 1450-byte packets with DF; route mtu 1450") for f in df)
     assert all(v == "ok" for row in matrix(report).values() for v in row.values())  # small probes all pass
     assert report.check("preflight").ok and report.check("encapsulation").ok
 
@@ -101,5 +112,7 @@ def test_dual_stack_lab_probes_both_families() -> None:
     assert set(conn["matrix"]) == {"ipv4", "ipv6"}
     six = {p["kind"] for p in conn["probes"] if p["family"] == 6}
     assert {"pod-to-pod", "pod-to-service", "node-to-nodeport", "host-to-pod", "mtu-df-ping"} <= six
+    df6 = [p for p in conn["probes"] if p["family"] == 6 and p["kind"] == "mtu-df-ping"]
+    assert df6 and all(p["detail"].startswith("1402-byte payload, 1450-byte packets with DF") for p in df6)
     fams = {p["family"] for p in report.check("encapsulation").details["pairs"]}
     assert fams == {4, 6}

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from cilium_labs.checks import _probes as pr
+from cilium_labs.cluster import PodExec
 from cilium_labs.errors import UsageError
 from cilium_labs.net.encap import decode_capture
 from cilium_labs.sim import netns
@@ -20,6 +22,8 @@ NODES = [
     NodeSpec(f"dp-n{i}", (f"172.18.0.{i + 1}",), (f"10.244.{i}.0/24", f"fd00:10:244:{i}::/64")) for i in (1, 2, 3)
 ]
 AGNHOST = [(["/agnhost"], ["netexec", "--http-port=8080"])]
+LARGE = "x" * 6000
+"""Echoed both ways: several full-size segments each direction (the connectivity check's mtu-large-response)."""
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +91,38 @@ def test_vni_on_the_wire_is_the_source_pods_identity(dp: NetnsDatapath) -> None:
     assert ("172.18.0.3", "172.18.0.2", "10.244.2.10", "10.244.1.20", 4000) in got
 
 
+def test_pods_have_the_device_mtu_on_eth0_and_the_route_mtu_on_their_routes(dp: NetnsDatapath) -> None:
+    """As Cilium's CNI plugin lays a pod out: both veth ends get conf.DeviceMTU (v1.19.4
+    plugins/cilium-cni/cmd/cmd.go:683, v1.13.18 plugins/cilium-cni/main.go:527), the default route conf.RouteMTU
+    (cmd.go:775, main.go:582; pkg/datapath/connector/ipam.go IPv4Routes), which pkg/mtu/mtu.go makes 1500 - 50 with
+    VXLAN. A real 1.19.4 agent's pod: ``default via 10.244.1.5 dev eth0 mtu 1450``, ``10.244.1.5 dev eth0 scope
+    link``, eth0 1500, ``ip route get`` of a pod on another node ``cache mtu 1450``."""
+    pod = dp.pod("t", "client-1")
+    assert pod is not None and pod.ifname
+    assert dp.exec_in_pod("t", "client-1", ["cat", "/sys/class/net/eth0/mtu"]).stdout.strip() == "1500"
+    lxc = dp.node_exec("dp-n1", ["cat", f"/sys/class/net/{pod.ifname}/mtu"])
+    assert lxc.stdout.strip() == "1500"
+    routes = [" ".join(ln.split()) for ln in dp.exec_in_pod("t", "client-1", ["ip", "route"]).stdout.splitlines()]
+    assert routes == ["default via 10.244.1.1 dev eth0 mtu 1450", "10.244.1.1 dev eth0 scope link"]
+    six = dp.exec_in_pod("t", "client-1", ["ip", "-6", "route", "show", "default"]).stdout
+    assert "via fe80::1 dev eth0" in six and "mtu 1450" in six
+    get = dp.exec_in_pod("t", "client-1", ["ip", "route", "get", "10.244.2.10"]).stdout
+    assert get.split()[:5] == ["10.244.2.10", "via", "10.244.1.1", "dev", "eth0"] and "cache mtu 1450" in get
+
+    def run(argv: list[str]) -> PodExec:
+        res = dp.exec_in_pod("t", "client-1", argv)
+        return PodExec(res.stdout, res.stderr, res.returncode)
+
+    assert pr.path_mtu(run, "10.244.2.10").mtu == 1450
+    assert pr.path_mtu(run, "fd00:10:244:2::10").mtu == 1450
+    for dst, fam in (("10.244.2.10", 4), ("fd00:10:244:2::10", 6)):  # a packet of the route MTU crosses whole
+        argv = pr.ping_argv(dst, size=pr.icmp_payload(1450, fam), dont_fragment=True, count=1)
+        assert dp.exec_in_pod("t", "client-1", argv).returncode == 0, argv
+    # one byte more cannot leave the pod: the kernel refuses it at the route, before the tunnel
+    too_big = dp.exec_in_pod("t", "client-1", pr.ping_argv("10.244.2.10", size=1423, dont_fragment=True, count=1))
+    assert too_big.returncode != 0 and "message too long" in (too_big.stdout + too_big.stderr).lower()
+
+
 def test_missing_binary_is_reported_like_a_container_runtime(dp: NetnsDatapath) -> None:
     res = dp.exec_in_pod("t", "client-1", ["agnhost-not-here", "x"])
     assert res.returncode == 127 and "executable file not found" in res.stderr
@@ -113,10 +149,15 @@ def test_faults_are_real_and_go_away(dp: NetnsDatapath) -> None:
     try:
         small = dp.exec_in_pod("t", "client-1", ["ping", "-c", "1", "-W", "1", "-s", "56", "10.244.2.10"])
         big = dp.exec_in_pod("t", "client-1", ["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1422", "10.244.2.10"])
-        assert (small.returncode, big.returncode) == (0, 1)
+        assert (small.returncode, big.returncode) == (0, 1)  # the route MTU still lets 1450 leave: it vanishes
+        assert "message too long" not in (big.stdout + big.stderr).lower()
+        # TCP's full-size segments vanish too (not carried across as one GSO packet), small requests still work
+        assert curl(dp, "client-1", f"http://10.244.2.10:8080/echo?msg={LARGE}", "3")[0] == 28
+        assert curl(dp, "client-1", "http://10.244.2.10:8080/hostname", "3")[0] == 0
     finally:
         dp.apply_faults([])
     assert dp.exec_in_pod("t", "client-1", ["ping", "-c", "1", "-W", "1", "-s", "1422", "10.244.2.10"]).returncode == 0
+    assert curl(dp, "client-1", f"http://10.244.2.10:8080/echo?msg={LARGE}", "3") == (0, LARGE)
 
 
 def test_leftovers_of_a_crashed_run_are_removed_on_up() -> None:

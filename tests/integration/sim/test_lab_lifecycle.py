@@ -128,7 +128,7 @@ def test_an_existing_cluster_is_refused_and_never_deleted(cli: Path, root: Path)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_run_tears_down_and_says_what_it_did(cli: Path, root: Path, sig: signal.Signals) -> None:
     """On old main Ctrl-C printed only "aborted"."""
-    proc = subprocess.Popen([str(cli), "run", "--backend", "sim", "--name", "intr", "--exec-latency", "4000",
+    proc = subprocess.Popen([str(cli), "run", "--backend", "sim", "--name", "intr", "--exec-latency", "20000",
                              "--state-dir", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = root / "intr" / "state.json"
     deadline = time.monotonic() + 120

@@ -16,13 +16,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from cilium_labs.checks import _outputs, run_checks, wait_for
 from cilium_labs.checks.services import as_json
 from cilium_labs.cilium import lb_model
 from cilium_labs.cluster import Cluster
 from cilium_labs.spec import LabSpec
+from tests import lb_objects
 
 sim_mod = pytest.importorskip("cilium_labs.sim")
 
@@ -30,54 +30,10 @@ pytestmark = pytest.mark.integration
 
 VERSIONS = ["1.14.19", "1.16.19", "1.17.6", "1.18.12", "1.20.0"]
 CP, W1, W2 = "lab-control-plane", "lab-worker", "lab-worker2"
-LB_IP = "192.0.2.10"
 
 
 def _populate(k8s: Cluster) -> None:
-    core = client.CoreV1Api(k8s.api_client)
-    apps = client.AppsV1Api(k8s.api_client)
-    disc = client.DiscoveryV1Api(k8s.api_client)
-    web = {"app": "web"}
-    port = {"name": "http", "containerPort": 8080, "protocol": "TCP"}
-    apps.create_namespaced_deployment("default", {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": web}, "template": {"metadata": {"labels": web},
-                 "spec": {"containers": [{"name": "web", "image": "registry.k8s.io/echoserver:1.10",
-                                          "ports": [port]}]}}}})
-
-    def service(name: str, spec: dict[str, Any]) -> None:
-        spec.setdefault("ports", [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}])
-        core.create_namespaced_service("default", {"apiVersion": "v1", "kind": "Service",
-                                                   "metadata": {"name": name}, "spec": spec})
-
-    service("web", {"selector": web})
-    service("web-np", {"type": "NodePort", "selector": web})
-    service("web-local", {"type": "NodePort", "selector": web, "externalTrafficPolicy": "Local"})
-    service("web-lb", {"type": "LoadBalancer", "selector": web})
-    ingress = {"status": {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}}
-    core.patch_namespaced_service_status("web-lb", "default", ingress)  # what an LB IPAM would write
-    service("web-dual", {"selector": web, "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]})
-    core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hp"}, "spec": {
-        "containers": [{"name": "hp", "image": "registry.k8s.io/echoserver:1.10",
-                        "ports": [{"containerPort": 8080, "hostPort": 8081, "protocol": "TCP"}]}]}})
-    service("db", {"ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]})
-    disc.create_namespaced_endpoint_slice("default", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
-        "addressType": "IPv4", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
-        "endpoints": [
-            {"addresses": ["192.168.1.10"], "conditions": {"ready": True, "serving": True, "terminating": False}},
-            {"addresses": ["192.168.1.11"], "conditions": {"ready": False, "serving": True, "terminating": True}},
-        ]})
-    flaky = {"app": "flaky"}
-    for name, probe in (("flaky-ok", None), ("flaky-bad", {"exec": {"command": ["false"]}})):
-        container: dict[str, Any] = {"name": "c", "image": "registry.k8s.io/echoserver:1.10", "ports": [port]}
-        if probe:
-            container["readinessProbe"] = probe
-        core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod",
-                                               "metadata": {"name": name, "labels": flaky},
-                                               "spec": {"containers": [container]}})
-    service("flaky", {"selector": flaky})
+    lb_objects.populate(k8s, server=lb_objects.ECHOSERVER, dual=True)
 
 
 @pytest.fixture(scope="module", params=[(v, kpr) for v in VERSIONS for kpr in (True, False)],

@@ -30,26 +30,42 @@ def workload() -> Workload:
                     tuple(NODES[1:]))  # fmt: skip
 
 
-class ScriptedNet:
-    """Answers curl/ping/cat like pods on a network where ``broken`` (src node, dst address) pairs time out and
-    packets bigger than ``mtu`` vanish."""
+# A pod as Cilium's CNI plugin lays it out, from a real 1.19.4 agent (VXLAN on a 1500 underlay): eth0 has the
+# device MTU, the routes the route MTU (plugins/cilium-cni/cmd/cmd.go:683 and :775; pkg/mtu/mtu.go):
+#     $ ip route get 10.244.2.5
+#     10.244.2.5 via 10.244.1.5 dev eth0 src 10.244.1.82 uid 0
+#         cache mtu 1450
+#     $ cat /sys/class/net/eth0/mtu
+#     1500
+DEVICE_MTU, ROUTE_MTU = 1500, 1450
+VXLAN_OVERHEAD = 50
+"""pkg/mtu/mtu.go TunnelOverhead(IPv4): what a packet grows by crossing the tunnel."""
 
-    def __init__(self, wl: Workload, broken: set[tuple[str, str]] | None = None, mtu: int = 9000) -> None:
+
+class ScriptedNet:
+    """Answers curl/ping/ip/cat like pods on a network where ``broken`` (src node, dst address) pairs time out and
+    tunnelled packets that grow bigger than the ``underlay`` MTU vanish; the pods' eth0 and routes carry Cilium's
+    device and route MTU, and TCP sends segments of the route MTU."""
+
+    def __init__(self, wl: Workload, broken: set[tuple[str, str]] | None = None, underlay: int = 1500) -> None:
         self.wl = wl
         self.broken = broken or set()
-        self.mtu = mtu
+        self.underlay = underlay
         self.echo_at = {p.ips[0]: p for p in wl.by_role(ECHO)}
         self.calls: list[tuple[str, list[str]]] = []
 
     def exec(self, ns: str, pod: str, container: str, argv: list[str], *, timeout: float = 60.0) -> PodExec:
         self.calls.append((pod, argv))
         src = next(p for p in self.wl.pods if p.name == pod)
+        if argv[:3] == ["ip", "route", "get"]:
+            gw = src.ips[0].rsplit(".", 1)[0] + ".5"
+            return PodExec(f"{argv[3]} via {gw} dev eth0 src {src.ips[0]} uid 0 \n    cache mtu {ROUTE_MTU} \n", "", 0)
         if argv[0] == "cat":
-            return PodExec("1450\n", "", 0)
+            return PodExec(f"{DEVICE_MTU}\n", "", 0)
         if argv[0] == "ping":
             dst = argv[-1]
             size = int(argv[argv.index("-s") + 1]) if "-s" in argv else 56
-            if (src.node, dst) in self.broken or size + 28 > self.mtu:
+            if (src.node, dst) in self.broken or not self.crosses(size + 28):
                 return PodExec("2 packets transmitted, 0 received, 100% packet loss\n", "", 1)
             return PodExec("2 packets transmitted, 2 received, 0% packet loss\n", "", 0)
         url = argv[-1]
@@ -65,10 +81,13 @@ class ScriptedNet:
             return PodExec("", f"curl: (28) Failed to connect to {host} port {port} after 3001 ms: Timeout\n", 28)
         if path.startswith("/echo?msg="):
             msg = path.split("=", 1)[1]
-            if len(msg) > self.mtu:
+            if len(msg) > ROUTE_MTU and not self.crosses(ROUTE_MTU):
                 return PodExec("", "curl: (28) Operation timed out after 8001 milliseconds\n", 28)
             return PodExec(msg + pr.STATUS_MARK + "200", "", 0)
         return PodExec(echo.name + pr.STATUS_MARK + "200", "", 0)
+
+    def crosses(self, packet: int) -> bool:
+        return packet + VXLAN_OVERHEAD <= self.underlay
 
 
 def ctx_for(net: ScriptedNet, *, dns: bool = False) -> Any:
@@ -101,6 +120,48 @@ def test_clean_network_every_probe_passes_and_matrix_is_complete() -> None:
     assert df and all(argv[argv.index("-s") + 1] == "1422" for argv in df)  # 1450 - 28
 
 
+def test_df_ping_is_sized_to_the_route_mtu_not_eth0s() -> None:
+    """On a real Cilium pod eth0 has the device MTU (1500) and only the route says 1450; over a 1500 underlay a
+    1500-byte packet can never cross VXLAN, so sizing from eth0 failed every healthy real cluster."""
+    wl = workload()
+    net = ScriptedNet(wl, underlay=DEVICE_MTU)  # the underlay carries what the nodes think: a healthy cluster
+    results, _ = conn.ConnectivityCheck().probe(ctx_for(net), wl)
+    df = [r for r in results if r.kind == "mtu-df-ping"]
+    assert df and all(r.ok for r in df), [r for r in df if not r.ok]
+    assert all(r.detail.startswith("1422-byte payload, 1450-byte packets with DF; route mtu 1450 dev eth0")
+               for r in df)  # fmt: skip
+    route_gets = [argv for _, argv in net.calls if argv[:3] == ["ip", "route", "get"]]
+    assert sorted(a[3] for a in route_gets) == sorted(r.address for r in df)  # per destination, from the client
+
+
+def test_an_underlay_smaller_than_the_route_mtu_fails_the_df_ping_and_names_it() -> None:
+    wl = workload()
+    net = ScriptedNet(wl, underlay=DEVICE_MTU - 1)
+    results, _ = conn.ConnectivityCheck().probe(ctx_for(net), wl)
+    df = [r for r in results if r.kind == "mtu-df-ping"]
+    assert df and not any(r.ok for r in df)
+    f = df[0].finding()
+    assert f.kind == "mtu-df-ping" and f.found.startswith("timeout: 1422-byte payload, 1450-byte packets with DF")
+    assert "route mtu 1450" in f.found and "path MTU" in f.expected
+
+
+def test_busybox_ip_is_refused_and_reported_not_guessed_from_eth0() -> None:
+    wl = workload()
+    net = ScriptedNet(wl)
+    real = net.exec
+
+    def busybox_ip(ns: str, pod: str, container: str, argv: list[str], *, timeout: float = 60.0) -> PodExec:
+        if argv[:3] == ["ip", "route", "get"]:
+            return PodExec(f"{argv[3]} via 10.244.0.5 dev eth0  src 10.244.0.20 \n", "", 0)  # busybox 1.35
+        return real(ns, pod, container, argv, timeout=timeout)
+
+    net.exec = busybox_ip  # type: ignore[method-assign]
+    results, _ = conn.ConnectivityCheck().probe(ctx_for(net), wl)
+    df = [r for r in results if r.kind == "mtu-df-ping"]
+    assert df and all(r.failure == pr.UNKNOWN_MTU and "busybox" in r.detail for r in df)
+    assert not any(argv[0] == "ping" and "-M" in argv for _, argv in net.calls)
+
+
 def test_a_broken_pair_fails_exactly_there_with_a_named_finding() -> None:
     wl = workload()
     net = ScriptedNet(wl, broken={("lab-worker", "10.244.2.10")})
@@ -121,7 +182,7 @@ def test_a_broken_pair_fails_exactly_there_with_a_named_finding() -> None:
 
 def test_small_works_large_hangs_is_only_the_mtu_probes() -> None:
     wl = workload()
-    net = ScriptedNet(wl, mtu=1400)
+    net = ScriptedNet(wl, underlay=1400)
     results, _ = conn.ConnectivityCheck().probe(ctx_for(net), wl)
     failed = {r.kind for r in results if not r.ok}
     assert failed == {"mtu-large-response", "mtu-df-ping"}

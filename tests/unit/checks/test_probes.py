@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cilium_labs.checks import _probes as pr
 from cilium_labs.cluster import PodExec
+from cilium_labs.errors import ParseError
 
 M = pr.STATUS_MARK
 
@@ -91,3 +94,147 @@ def test_busybox_ping_without_df_is_recognised() -> None:
     busybox = PodExec("", usage, 1)
     assert pr.ping_unsupported_df(busybox)
     assert not pr.ping_unsupported_df(PodExec("", "ping: sendto: No route to host\n", 1))
+
+
+# -- path MTU (``ip route get``) ------------------------------------------------------------------------------------
+# From a real Cilium 1.19.4 agent (the local backend, the real cilium-cni plugin, VXLAN on a 1500 underlay): the
+# pod's eth0 has the device MTU, its default route the route MTU (plugins/cilium-cni/cmd/cmd.go:683 DeviceMTU for
+# the veth, :775 RouteMTU for the routes; pkg/mtu/mtu.go: 1500 - 50 VXLAN over IPv4).
+#     $ ip route                       -> default via 10.244.1.5 dev eth0 mtu 1450 / 10.244.1.5 dev eth0 scope link
+#     $ cat /sys/class/net/eth0/mtu    -> 1500
+REAL_1_19_4_V4 = "10.244.2.5 via 10.244.1.5 dev eth0 src 10.244.1.82 uid 0 \n    cache mtu 1450 \n"
+REAL_1_19_4_LINK = "1500\n"
+# The rest were captured on this host (iproute2 6.1, busybox 1.35 of Debian 12) in a namespace with the routes
+# above, IPv6 the same way (IPv6Routes in pkg/datapath/connector/ipam.go: gateway /128 + default via it, mtu):
+IPROUTE2_V6 = "fd00::2:5 from :: via fd00::5 dev eth0 src fd00::82 metric 1024 mtu 1450 pref medium\n"
+IPROUTE2_V4_NO_MTU = "10.244.1.5 dev eth0 src 10.244.1.82 uid 0 \n    cache \n"
+IPROUTE2_V6_NO_MTU = "fd00::2:5 from :: via fd00::5 dev eth0 src fd00::82 metric 1024 pref medium\n"
+IPROUTE2_V4_LOCK = "10.244.2.5 via 10.244.1.5 dev eth0 src 10.244.1.82 uid 0 \n    cache mtu lock 1400 \n"
+# after a router on the way answered a DF ping with "Frag needed and DF set (mtu = 1300)":
+IPROUTE2_V4_LEARNED = "10.244.2.5 via 10.244.1.5 dev eth0 src 10.244.1.82 uid 0 \n    cache expires 598sec mtu 1300 \n"
+BUSYBOX_V4 = "10.244.2.5 via 10.244.1.5 dev eth0  src 10.244.1.82 \n"
+BUSYBOX_V6 = "fd00::2:5 from :: via fd00::5 dev eth0  src fd00::82  metric 1024 \n"
+
+
+@pytest.mark.parametrize(
+    ("text", "address", "dev", "via", "mtu", "lists", "learned"),
+    [
+        (REAL_1_19_4_V4, "10.244.2.5", "eth0", "10.244.1.5", 1450, True, False),
+        (IPROUTE2_V6, "fd00::2:5", "eth0", "fd00::5", 1450, True, False),
+        (IPROUTE2_V4_NO_MTU, "10.244.1.5", "eth0", None, None, True, False),
+        (IPROUTE2_V6_NO_MTU, "fd00::2:5", "eth0", "fd00::5", None, True, False),
+        (IPROUTE2_V4_LOCK, "10.244.2.5", "eth0", "10.244.1.5", 1400, True, False),
+        (IPROUTE2_V4_LEARNED, "10.244.2.5", "eth0", "10.244.1.5", 1300, True, True),
+        (BUSYBOX_V4, "10.244.2.5", "eth0", "10.244.1.5", None, False, False),
+        (BUSYBOX_V6, "fd00::2:5", "eth0", "fd00::5", None, False, False),
+        (
+            "local 10.244.1.82 dev lo table local src 10.244.1.82 uid 0 \n    cache <local> \n",
+            "10.244.1.82",
+            "lo",
+            None,
+            None,
+            True,
+            False,
+        ),
+        (
+            "fd00:0:0:0::2:5 via inet6 fe80::1 dev eth0 src fd00::82 metric 1024 mtu 1450 pref medium\n",
+            "fd00::2:5",
+            "eth0",
+            "fe80::1",
+            1450,
+            True,
+            False,
+        ),
+    ],
+)
+def test_route_get_parses_iproute2_and_busybox(
+    text: str, address: str, dev: str, via: str | None, mtu: int | None, lists: bool, learned: bool
+) -> None:
+    route = pr.parse_route_get(text, address)
+    assert (route.dev, route.via, route.mtu, route.lists_metrics, route.learned) == (dev, via, mtu, lists, learned)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "printed nothing"),
+        ("10.9.9.9 via 10.244.1.5 dev eth0 src 10.244.1.82 uid 0 \n    cache mtu 1450 \n", "not a route to"),
+        ("Usage: ip [OPTIONS] address|route|link\n", "not a route to"),
+        ("10.244.2.5 via 10.244.1.5 src 10.244.1.82 uid 0 \n", "no 'dev'"),
+        ("10.244.2.5 via 10.244.1.5 dev eth0 uid 0 \n    cache mtu lock \n", "not a number"),
+        ("unreachable 10.244.2.5 uid 0 \n    cache <unreachable> \n", "unreachable"),
+    ],
+)
+def test_route_get_refuses_what_is_not_there(text: str, why: str) -> None:
+    with pytest.raises(ParseError, match=why):
+        pr.parse_route_get(text, "10.244.2.5")
+
+
+def scripted(answers: dict[str, PodExec]) -> tuple[list[list[str]], Any]:
+    calls: list[list[str]] = []
+
+    def run(argv: list[str]) -> PodExec:
+        calls.append(argv)
+        return answers[argv[0]]
+
+    return calls, run
+
+
+def test_path_mtu_is_the_route_mtu_not_eth0s_on_a_real_cilium_pod() -> None:
+    """The bug this fixes: eth0 says 1500 (the device MTU) on a real 1.19.4 pod, the route says 1450; a DF ping of
+    1500 bytes can never cross the VXLAN tunnel of a 1500 underlay."""
+    calls, run = scripted({"ip": PodExec(REAL_1_19_4_V4, "", 0), "cat": PodExec(REAL_1_19_4_LINK, "", 0)})
+    path = pr.path_mtu(run, "10.244.2.5")
+    assert path.mtu == 1450 and path.failure is None and "route mtu 1450 dev eth0" in path.how
+    assert calls == [["ip", "route", "get", "10.244.2.5"]]  # the route has it: eth0 is not read
+    assert pr.icmp_payload(path.mtu, 4) == 1422
+
+
+def test_path_mtu_ipv6_route_mtu() -> None:
+    _, run = scripted({"ip": PodExec(IPROUTE2_V6, "", 0)})
+    path = pr.path_mtu(run, "fd00::2:5")
+    assert path.mtu == 1450 and pr.icmp_payload(1450, 6) == 1402
+
+
+def test_path_mtu_falls_back_to_the_routes_device_when_the_route_has_none() -> None:
+    text = IPROUTE2_V4_NO_MTU.replace("eth0", "net1")
+    calls, run = scripted({"ip": PodExec(text, "", 0), "cat": PodExec("9000\n", "", 0)})
+    path = pr.path_mtu(run, "10.244.1.5")
+    assert path.mtu == 9000 and "link mtu 9000 of net1" in path.how
+    assert calls[-1] == ["cat", "/sys/class/net/net1/mtu"]
+
+
+def test_path_mtu_learned_from_icmp_is_said() -> None:
+    _, run = scripted({"ip": PodExec(IPROUTE2_V4_LEARNED, "", 0)})
+    path = pr.path_mtu(run, "10.244.2.5")
+    assert path.mtu == 1300 and "learned" in path.how
+
+
+@pytest.mark.parametrize(
+    ("ip", "cat", "failure", "how"),
+    [
+        (PodExec(BUSYBOX_V4, "", 0), PodExec("1500\n", "", 0), pr.UNKNOWN_MTU, "busybox"),
+        (PodExec("", "RTNETLINK answers: Network is unreachable\n", 2), None, pr.NO_ROUTE, "Network is unreachable"),
+        (PodExec("", 'exec: "ip": executable file not found in $PATH', 127), None, pr.EXEC_FAILED, "not found"),
+        (PodExec("", "", -1, "container not found"), None, pr.EXEC_FAILED, "container not found"),
+        (PodExec("garbage\n", "", 0), None, pr.UNKNOWN_MTU, "not a route to"),
+        (
+            PodExec(IPROUTE2_V4_NO_MTU.replace("10.244.1.5", "10.244.2.5"), "", 0),
+            PodExec("", "cat: can't open: No such file\n", 1),
+            pr.EXEC_FAILED,
+            "No such file",
+        ),
+        (
+            PodExec(IPROUTE2_V4_NO_MTU.replace("10.244.1.5", "10.244.2.5"), "", 0),
+            PodExec("auto\n", "", 0),
+            pr.UNKNOWN_MTU,
+            "not a number",
+        ),
+    ],
+)
+def test_path_mtu_refuses_and_reports(ip: PodExec, cat: PodExec | None, failure: str, how: str) -> None:
+    calls, run = scripted({"ip": ip, **({"cat": cat} if cat else {})})
+    path = pr.path_mtu(run, "10.244.2.5")
+    assert path.mtu is None and path.failure == failure and how in path.how, path
+    if ip.stdout == BUSYBOX_V4:
+        assert len(calls) == 1  # eth0's MTU is never taken for the route's

@@ -207,3 +207,29 @@ def test_traffic_checks_skip_with_the_reason_where_pods_do_not_run(names: str) -
     (result,) = report.checks
     assert report.ok and result.skipped and "pods on the sim backend do not run" in (result.skip_reason or "")
     assert "netns" in (result.skip_reason or "") and not result.findings
+
+
+def test_wait_for_does_not_rerun_checks_that_passed() -> None:
+    """On a real 1.19.4 local lab, re-running a passed connectivity check every round redeployed its pods and that
+    churn failed the round's health probes; a passed check now keeps its result."""
+    fake = FakeCluster()
+    w1 = fake.node_names[1]
+    rounds = {"tunnels": 0, "services": 0}
+
+    def until_third(m: dict[str, list[str]]) -> dict[str, list[str]]:
+        rounds["tunnels"] += 1
+        return m if rounds["tunnels"] >= 3 else {}
+
+    fake.mutate_tunnels[w1] = until_third
+    original = fake.exec
+
+    def counting(ns: str, pod: str, container: str, argv: Any, **kw: Any) -> Any:
+        if "service" in argv:
+            rounds["services"] += 1
+        return original(ns, pod, container, argv, **kw)
+
+    fake.exec = counting  # type: ignore[method-assign]
+    report = wait_for(fake, timeout_s=30, interval_s=0.01, names=["tunnels", "services"], concurrency=2)
+    assert report.ok and [c.name for c in report.checks] == ["tunnels", "services"]
+    assert rounds["tunnels"] == 3
+    assert rounds["services"] == len(fake.node_names)  # one round: it passed the first time

@@ -1104,3 +1104,23 @@ def test_health_text_1_18_summary_with_more_marker() -> None:
     assert st.cluster_health is not None and st.to_dict()["cluster_health"] == {"reachable": 3, "total": 5}
     assert [r.name for r in st.cluster_health.nodes] == ["kind-worker3", "kind-worker4"]
     assert [r.node_reachable for r in st.cluster_health.nodes] == [False, True]
+
+
+def test_health_json_quoting_a_peers_refused_probe_is_output_not_an_error() -> None:
+    """A real Cilium 1.19.4 agent (local backend) printed this shape: a peer probed before its health server was up
+    carries `connect: connection refused` inside the JSON; compacted to one line it used to be taken for an
+    unreachable agent ("the agent did not answer")."""
+    import json as _json
+
+    from cilium_labs.cilium.parse import parse_health
+
+    doc = {"local": {"name": "k1-worker"}, "nodes": [
+        {"name": "k1-control-plane",
+         "host": {"primary-address": {"ip": "172.18.0.2", "icmp": {"latency": 365551},
+                                      "http": {"status": 'Get "http://172.18.0.2:4240/hello": dial tcp '
+                                                         "172.18.0.2:4240: connect: connection refused"}}}},
+        {"name": "k1-worker", "host": {"primary-address": {"ip": "172.18.0.3", "icmp": {"latency": 1},
+                                                           "http": {"latency": 2}}}}]}
+    for text in (_json.dumps(doc), _json.dumps(doc, indent=2)):
+        health = parse_health(text)
+        assert len(health.nodes) == 2

@@ -197,11 +197,20 @@ def test_kpr_needs_api_server_address() -> None:
 
 @pytest.mark.parametrize(
     ("host", "needle"),
-    [("127.0.0.1", "loopback"), ("[fc00::2]", "brackets"), ("not a host", "neither"), ("", "not an address")],
+    [("[fc00::2]", "brackets"), ("not a host", "neither"), ("", "not an address")],
 )
 def test_bad_api_server_addresses_are_refused(host: str, needle: str) -> None:
     with pytest.raises(SpecError, match=needle):
         V.helm_values(spec_for("1.20.0", "vxlan", "ipv4", True), k8s_service_host=host)
+
+
+def test_loopback_is_refused_from_the_user_but_not_from_the_backend() -> None:
+    """A user's 127.0.0.1 would make agents talk to their own node; the local backend's nodes reach the API server
+    at their own 127.0.0.1 (its API bridge), and the backend says so."""
+    spec = spec_for("1.20.0", "vxlan", "ipv4", True)
+    with pytest.raises(SpecError, match="loopback"):
+        V.helm_values(spec.replace(helm_values={"k8sServiceHost": "127.0.0.1"}))
+    assert V.helm_values(spec, k8s_service_host="127.0.0.1")["k8sServiceHost"] == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
