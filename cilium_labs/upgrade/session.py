@@ -276,7 +276,10 @@ class ProbeSession:
 
     def _stop_one(self, run: _Run) -> None:
         try:
-            with_retries(lambda: self._checked(run.pod, ["touch", run.stop_file]), what="stop a prober")
+            # bash, not touch: what the pods surely have is what the prober runs with (a `local` lab's exec shim
+            # runs only commands it knows, cilium_labs/local/shim.py)
+            argv = ["bash", "-c", ': > "$1"', "stop", run.stop_file]
+            with_retries(lambda: self._checked(run.pod, argv), what="stop a prober")
         except ClusterError as exc:
             run.error = run.error or f"could not be stopped ({exc.message}); it stops at its deadline"
 
