@@ -114,6 +114,12 @@ def build_spec(opts: dict[str, Any], base: LabSpec | None = None) -> LabSpec:
     if opts.get("datapath"):
         sections.setdefault("sim", {})["datapath"] = opts["datapath"]
     changes.update(sections)
+    if (opts.get("backend") or base.backend) == "local" and "cilium_version" not in changes \
+            and base.cilium_version == spec_mod.DEFAULT_CILIUM_VERSION:
+        # a local lab runs what `cilium-labs local build` builds; an unset version means that one
+        from .local.components import DEFAULT_CILIUM
+
+        changes["cilium_version"] = DEFAULT_CILIUM
     return base.replace(**changes) if changes else base
 
 

@@ -111,6 +111,8 @@ def validate(spec: LabSpec, backend: Any = None, *, warn: Warn | None = None) ->
     """
     name = getattr(backend, "name", None) or spec.backend
     warnings: list[str] = []
+    if name == "local":
+        spec = _local_versions(spec)
     _cilium_version(spec, name, warnings)
     _kubernetes(spec, name, warnings)
     _datapath(spec, name)
@@ -124,6 +126,30 @@ def validate(spec: LabSpec, backend: Any = None, *, warn: Warn | None = None) ->
 
 
 # -- versions -------------------------------------------------------------------------------------------------
+
+
+def _local_versions(spec: LabSpec) -> LabSpec:
+    """A local lab runs exactly what ``cilium-labs local build`` built: the Cilium releases the Go proxy serves as
+    released, and Kubernetes 1.36.3; an unset ``k8s_version`` (the kind default) means the built one."""
+    from .local import components
+    from .spec import DEFAULT_K8S_VERSION
+
+    if spec.cilium_version not in components.CILIUM:
+        raise SpecError(
+            "cilium_version",
+            f"the local backend runs Cilium built from the Go module proxy as released, and {spec.cilium_version} "
+            "cannot be (docs/local.md says which can)",
+            fix=f"use --cilium-version {' or '.join(sorted(components.CILIUM))}",
+        )
+    if spec.k8s_version == DEFAULT_K8S_VERSION:
+        return spec.replace(k8s_version=components.KUBERNETES_VERSION)
+    if spec.k8s_version != components.KUBERNETES_VERSION:
+        raise SpecError(
+            "k8s_version",
+            f"the local backend runs Kubernetes {components.KUBERNETES_VERSION}, not {spec.k8s_version}",
+            fix="drop --k8s-version (or set it to " + components.KUBERNETES_VERSION + ")",
+        )
+    return spec
 
 
 def _cilium_version(spec: LabSpec, backend: str, warnings: list[str]) -> None:

@@ -36,6 +36,9 @@ class ImageRule:
     """The image's ENTRYPOINT, used when a container has no ``command``."""
     prepared_inits: dict[str, str] = attrs.field(factory=dict)
     """Init container name -> why the runtime already did its work."""
+    host_dirs: tuple[str, ...] = ()
+    """Host folders the image's programs live in (``path_dir`` holds links into them): bound at their own path,
+    since a container sees only the host's program folders, not ``/tmp`` where a build cache may be."""
 
     def matches(self, image: str) -> bool:
         return any(image.startswith(p) for p in self.prefixes)
@@ -107,12 +110,14 @@ def rules(*, root: Path, cilium_bin: Path, cilium_src: Path, agnhost: Path) -> l
             prefixes=("quay.io/cilium/cilium:", "quay.io/cilium/cilium@", "quay.io/cilium/cilium-ci:",
                       "localhost:5000/cilium/cilium-dev:"),
             path_dir=str(image_bin),
+            host_dirs=(str(cilium_bin),),
             copies=bpf,
             prepared_inits=dict(CILIUM_PREPARED_INITS),
         ),
         ImageRule(
             prefixes=("quay.io/cilium/operator", "quay.io/cilium/operator-generic"),
             path_dir=str(image_bin),
+            host_dirs=(str(cilium_bin),),
         ),
         ImageRule(
             prefixes=("registry.k8s.io/e2e-test-images/agnhost:",),

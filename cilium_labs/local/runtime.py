@@ -150,7 +150,7 @@ class Runtime:
 
     def __init__(self, *, lab: str, state_dir: Path, api: Api, nodes: list[NodeInfo],
                  image_rules: list[images_mod.ImageRule], cni_bin: Path, base_env: Mapping[str, str],
-                 ca_pem: bytes, visible: tuple[str, ...] = (), tools_dir: Path | None = None) -> None:
+                 ca_pem: bytes, tools_dir: Path | None = None) -> None:
         self.lab = lab
         self.state_dir = state_dir
         self.api = api
@@ -159,7 +159,6 @@ class Runtime:
         self.cni_bin = cni_bin
         self.base_env = dict(base_env)
         self.ca_pem = ca_pem
-        self.visible = visible
         self.tools_dir = tools_dir
         self.pods: dict[str, PodState] = {}
         self._lock = threading.RLock()
@@ -433,7 +432,7 @@ class Runtime:
         mounts = [*podspec.mounts_for(c, volumes)]
         mounts += [Mount(target=t, source=s, read_only=True) for t, s in rule.files.items()]
         mounts += [Mount(target=t, source=s, kind="copy") for t, s in rule.copies.items()]
-        for folder in {rule.path_dir, str(self.tools_dir or ""), *self.visible, *_targets(rule)}:
+        for folder in {rule.path_dir, str(self.tools_dir or ""), *rule.host_dirs, *_targets(rule)}:
             if folder and not _under_host_dirs(folder):
                 mounts.append(Mount(target=folder, source=folder, read_only=True))
         cgroup = node.cgroup if st.host_network else topology.ensure_cgroup(

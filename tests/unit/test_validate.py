@@ -266,3 +266,25 @@ def test_backends_lists_the_supported_versions(capsys: pytest.CaptureFixture[str
     assert code == 0 and rows["sim"]["cilium"] == "1.13 to 1.20"
     code, out, _ = run_main(["backends"], capsys)
     assert "CILIUM" in out and "1.33 to 1.36" in out and "1.18" in out
+
+
+def test_local_runs_exactly_what_it_builds() -> None:
+    """The Go module proxy serves Cilium 1.20.x only with a dependency it refuses (docs/local.md): a local lab is
+    1.19.4, and Kubernetes 1.36.3 (an unset k8s_version is not a refusal)."""
+    from cilium_labs.errors import SpecError
+    from cilium_labs.spec import LabSpec
+    from cilium_labs.validate import validate
+
+    assert validate(LabSpec(backend="local", cilium_version="1.19.4")) is not None
+    with pytest.raises(SpecError, match="--cilium-version 1.19.4"):
+        validate(LabSpec(backend="local", cilium_version="1.20.0"))
+    with pytest.raises(SpecError, match="Kubernetes 1.36.3"):
+        validate(LabSpec(backend="local", cilium_version="1.19.4", k8s_version="1.34.0"))
+
+
+def test_cli_defaults_a_local_lab_to_the_built_cilium() -> None:
+    from cilium_labs.cli import build_spec
+
+    assert build_spec({"backend": "local"}).cilium_version == "1.19.4"
+    assert build_spec({"backend": "local", "cilium_version": "1.20.0"}).cilium_version == "1.20.0"
+    assert build_spec({"backend": "sim"}).cilium_version != "1.19.4"

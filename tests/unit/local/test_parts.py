@@ -118,3 +118,18 @@ def test_cni_error_text() -> None:
     assert runtime._cni_error('{"code": 999, "msg": "unable to connect", "details": "dial unix"}') == (
         "unable to connect dial unix")
     assert runtime._cni_error("not json") == ""
+
+
+def test_image_programs_are_visible_wherever_the_cache_is(tmp_path: Path) -> None:
+    """The image folder holds links into the build cache; with the cache under /tmp (private in every container)
+    the agent's init container could not run `cilium-dbg` (seen in a CI run with CILIUM_LABS_CACHE_DIR=/tmp/...)."""
+    cilium_bin = tmp_path / "cache" / "bin"
+    cilium_bin.mkdir(parents=True)
+    for name in ("cilium-dbg", "cilium-agent"):
+        (cilium_bin / name).write_text("")
+        (cilium_bin / name).chmod(0o755)
+    table = images.rules(root=tmp_path / "lab", cilium_bin=cilium_bin, cilium_src=tmp_path / "src",
+                         agnhost=tmp_path / "agnhost")
+    agent = images.match(table, "quay.io/cilium/cilium:v1.19.4")
+    assert str(cilium_bin) in agent.host_dirs
+    assert (Path(agent.path_dir) / "cilium").resolve() == (cilium_bin / "cilium-dbg").resolve()
