@@ -738,10 +738,8 @@ class Runtime:
                 except Exception as exc:
                     log.debug("CNI DEL of %s: %s", st.name, exc)
             netns.delete(st.netns)
-            try:
-                os.rmdir(topology.pod_cgroup(self.lab, st.node, st.uid))
-            except OSError:
-                pass
+            # what a pod leaves (a process started by `kubectl exec`) goes with it
+            topology.remove_cgroup_tree(topology.pod_cgroup(self.lab, st.node, st.uid), wait_s=5.0)
         shutil.rmtree(st.dir, ignore_errors=True)
 
     # -- faults -------------------------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ its cgroup root, so socket-level load balancing attaches to that node's processe
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -157,23 +160,75 @@ def ensure_cgroup(path: Path) -> Path:
     return path
 
 
-def remove_cgroups(lab: str) -> list[str]:
-    """Remove the lab's cgroup tree, deepest first; returns what could not be removed (processes still in)."""
-    root = lab_cgroup(lab)
-    left: list[str] = []
+def remove_cgroups(lab: str, wait_s: float = 20.0) -> list[str]:
+    """Remove the lab's cgroup tree; returns what could not be removed.
+
+    Killing a lab's namespaces is not enough: a SIGKILLed agent with hundreds of threads and pinned maps takes
+    a moment to leave its cgroup, and ``rmdir`` of a populated cgroup fails (EBUSY) meanwhile: CI saw exactly
+    that. So everything still in the tree is killed through ``cgroup.kill`` (every task of the subtree, even
+    ones no namespace or command line names), and removal waits until the kernel says the tree is empty."""
+    return remove_cgroup_tree(lab_cgroup(lab), wait_s=wait_s)
+
+
+def remove_cgroup_tree(root: Path, wait_s: float = 20.0) -> list[str]:
     if not root.is_dir():
-        return left
+        return []
+    kill_cgroup(root)
+    deadline = time.monotonic() + wait_s
+    while cgroup_populated(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left: list[str] = []
     dirs = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
     for d in [*dirs, root]:
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                    left.append(f"{d} ({_tasks(d)})")
+                    break
+                time.sleep(0.1)
+    if root.parent.name == CGROUP_PARENT:
         try:
-            os.rmdir(d)
-        except FileNotFoundError:
-            continue
+            root.parent.rmdir()  # only when no other lab is under it
         except OSError:
-            left.append(str(d))
-    parent = root.parent
+            pass
+    return left
+
+
+def kill_cgroup(root: Path) -> None:
+    """SIGKILL every task in ``root``'s subtree: ``cgroup.kill`` (Linux 5.14+), else each listed pid."""
     try:
-        parent.rmdir()
+        (root / "cgroup.kill").write_text("1")
+        return
     except OSError:
         pass
-    return left
+    for procs in root.rglob("cgroup.procs"):
+        for pid in _pids(procs):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+
+
+def cgroup_populated(root: Path) -> bool:
+    try:
+        events = (root / "cgroup.events").read_text()
+    except OSError:
+        return False
+    return "populated 1" in events
+
+
+def _pids(procs: Path) -> list[int]:
+    try:
+        return [int(x) for x in procs.read_text().split() if x.isdigit()]
+    except OSError:
+        return []
+
+
+def _tasks(d: Path) -> str:
+    pids = _pids(d / "cgroup.procs")
+    return "still holds pids " + " ".join(map(str, pids[:8])) if pids else "busy"

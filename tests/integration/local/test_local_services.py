@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,15 +36,32 @@ def _populate(k8s: Cluster) -> None:
     lb_objects.populate(k8s, server=lb_objects.AGNHOST, dual=False)
 
 
-def _wait_running(k8s: Cluster, want: int) -> None:
+def _wait_running(k8s: Cluster, want: int, logs: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         running = [p for p in k8s.pods("default") if p.status.phase == "Running"]
         if len(running) >= want:
             return
         time.sleep(1)
-    raise AssertionError(f"{want} pods did not start: " + ", ".join(
-        f"{p.metadata.name}={p.status.phase}" for p in k8s.pods("default")))
+    raise AssertionError(f"{want} pods did not start:\n" + "\n".join(_describe(p) for p in k8s.pods("default"))
+                         + "\n" + _tail(logs))
+
+
+def _describe(pod: Any) -> str:
+    """What a person would look at first: where the pod went, its conditions, why its containers wait."""
+    conds = ", ".join(f"{c.type}={c.status}{'(' + c.reason + ': ' + (c.message or '') + ')' if c.reason else ''}"
+                      for c in pod.status.conditions or [])
+    waits = ", ".join(f"{c.name}: {c.state.waiting.reason} {c.state.waiting.message or ''}"
+                      for c in pod.status.container_statuses or [] if c.state and c.state.waiting)
+    return f"  {pod.metadata.name} on {pod.spec.node_name or '(unscheduled)'}: {pod.status.phase}; {conds}; {waits}"
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(no supervisor log: {exc})"
+    return f"last {lines} lines of {log}:\n" + "\n".join(text[-lines:])
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["kpr", "kube-proxy"])
@@ -61,7 +79,7 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         lab.install(timeout_s=600)
         k8s = Cluster(lab.backend.kubeconfig())
         _populate(k8s)
-        _wait_running(k8s, 5)  # 2 web, hp, flaky-ok, flaky-bad (never ready, still running)
+        _wait_running(k8s, 5, lab.backend.log_path)  # type: ignore[attr-defined]  # 2 web, hp, flaky-ok, flaky-bad (never ready, still running)
         yield SimpleNamespace(lab=lab, k8s=k8s, kpr=kpr, spec=spec)
     finally:
         lab.down()
