@@ -398,6 +398,11 @@ class SimNetnsBackend(SimBackend):
     """The simulator with its real kernel datapath: nodes are network namespaces, so commands run on them and
     their underlay can be captured, from any process (``cilium-labs preflight``, the encapsulation check)."""
 
+    converge_timeout_s = 60.0
+    """Its checks start real processes in namespaces (connectivity pods, captures, probes): on a loaded machine
+    the first round right after an install can miss one, and 10 s left no second round (CI saw an upgrade's
+    pre-verification fail that way). A healthy lab still returns after its first round."""
+
     def _nodes_access(self) -> NetnsNodes:
         from ..sim.datapath_nodes import NetnsNodes
 

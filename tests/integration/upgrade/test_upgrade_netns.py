@@ -72,13 +72,20 @@ def upgrade(capsys: pytest.CaptureFixture[str], tmp_path: Path, version: str, *e
     return code, json.loads(out), ET.fromstring(junit.read_text().split("\n", 1)[1])
 
 
+def _failed_findings(verify: dict[str, Any] | None) -> list[str]:
+    """What a failed verification found, so a red run says which check and node, not only "failed"."""
+    return [f"{c['name']}: {f.get('node')} {f['kind']} {f.get('object')}: {f.get('found')}"
+            for c in (verify or {}).get("checks") or [] for f in c.get("findings") or []]
+
+
 def with_node(pairs: list[dict[str, Any]], node: str) -> set[tuple[str, str, str]]:
     return {(p["from"], p["to"], p["kind"]) for p in pairs if node in (p["from"], p["to"])}
 
 
 def test_1_a_clean_upgrade_loses_nothing(lab: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, report, junit = upgrade(capsys, tmp_path, "1.20.0")
-    assert code == 0, report["failures"]
+    assert code == 0, (report["failures"], _failed_findings(report.get("verify_before")),
+                       _failed_findings(report.get("verify_after")))
     assert (report["mode"], report["from_version"], report["to_version"]) == ("upgrade", "1.18.12", "1.20.0")
     pairs = report["pairs"]
     # every client (3 nodes) to every echo pod (the 2 workers), three kinds
