@@ -246,18 +246,43 @@ class Supervisor:
                                 "annotations": {controlplane.KWOK_NODE_ANNOTATION: "fake",
                                                 "node.alpha.kubernetes.io/ttl": "0"}},
                    "spec": {"taints": taints} if taints else {}}
+            status = _node_status(node, ep)
             if self.api.get(f"/api/v1/nodes/{node.name}") is None:
-                self.api.create_node(obj)
-            addresses = [{"type": "InternalIP", "address": ip} for ip in node.ips]
-            addresses.append({"type": "Hostname", "address": ep.kwok_host})
-            self.api.patch_node_status(node.name, {
-                "addresses": addresses,
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": ep.kwok}},
-                "nodeInfo": {"kubeletVersion": f"v{components.KUBERNETES_VERSION}", "architecture": "amd64",
-                             "operatingSystem": "linux", "osImage": "cilium-labs local node",
-                             "kernelVersion": os.uname().release, "containerRuntimeVersion": "cilium-labs://local",
-                             "kubeProxyVersion": "", "bootID": "", "machineID": "", "systemUUID": ""},
-            })
+                # with its status in the same request: KWOK's node-initialize stage patches the status of a node
+                # it sees without addresses with `addresses: null` and its own nodeInfo (a strategic merge patch
+                # without a resourceVersion: kwok pkg/utils/lifecycle/next.go computePatch), and a separate status
+                # patch raced it: a node lost its addresses, so the API server could not exec on it ("no
+                # preferred addresses found; known addresses: []"). The Node registry keeps a status
+                # given on create (pkg/registry/core/node/strategy.go PrepareForCreate clears nothing of it).
+                self.api.create_node({**obj, "status": status})
+            else:
+                self.api.patch_node_status(node.name, status)
+        self._confirm_node_status(ep)
+
+    def _confirm_node_status(self, ep: controlplane.Endpoints) -> None:
+        """Wait until KWOK has initialized every node (Ready) and the node still has its addresses and
+        nodeInfo; put back what an initialization that raced the registration replaced."""
+        assert self.api is not None
+        deadline = time.monotonic() + 60
+        pending = list(self.nodes)
+        while pending and time.monotonic() < deadline:
+            for node in list(pending):
+                current = self.api.get(f"/api/v1/nodes/{node.name}") or {}
+                want = _node_status(node, ep)
+                if not _kwok_ready(current):
+                    continue
+                if _status_holds(current, want):
+                    pending.remove(node)
+                else:
+                    log.warning("node %s lost its registered status to KWOK's initialization; restoring it",
+                                node.name)
+                    self.api.patch_node_status(node.name, want)
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            raise BackendError(f"nodes did not keep their addresses once KWOK initialized them: "
+                               f"{', '.join(n.name for n in pending)}",
+                               fix=f"see {self.state_dir / 'logs' / 'kwok.log'}")
 
     def _wait_pod_cidrs(self) -> None:
         assert self.api is not None
@@ -351,6 +376,35 @@ def mounts_under(folder: Path) -> list[str]:
 
 def _is_mount(path: Path) -> bool:
     return str(path.resolve()) in mounts_under(path.parent)
+
+
+def _node_status(node: NodeInfo, ep: controlplane.Endpoints) -> dict[str, Any]:
+    """What the lab says about a node: its namespace's addresses, KWOK's kubelet port, and the versions a kubelet
+    of this Kubernetes would report."""
+    addresses = [{"type": "InternalIP", "address": ip} for ip in node.ips]
+    addresses.append({"type": "Hostname", "address": ep.kwok_host})
+    return {
+        "addresses": addresses,
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": ep.kwok}},
+        "nodeInfo": {"kubeletVersion": f"v{components.KUBERNETES_VERSION}", "architecture": "amd64",
+                     "operatingSystem": "linux", "osImage": "cilium-labs local node",
+                     "kernelVersion": os.uname().release, "containerRuntimeVersion": "cilium-labs://local",
+                     "kubeProxyVersion": "", "bootID": "", "machineID": "", "systemUUID": ""},
+    }
+
+
+def _kwok_ready(node: dict[str, Any]) -> bool:
+    conds = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+def _status_holds(node: dict[str, Any], want: dict[str, Any]) -> bool:
+    status = node.get("status") or {}
+    have = {(a.get("type"), a.get("address")) for a in status.get("addresses") or []}
+    info = status.get("nodeInfo") or {}
+    return ({(a["type"], a["address"]) for a in want["addresses"]} <= have
+            and info.get("kubeletVersion") == want["nodeInfo"]["kubeletVersion"]
+            and info.get("osImage") == want["nodeInfo"]["osImage"])
 
 
 def _service_ip(lab_spec: spec_mod.LabSpec) -> str:
