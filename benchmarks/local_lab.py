@@ -36,7 +36,8 @@ def measure(backend: str, workers: int, version: str, wait_s: float, state: Path
         t0 = time.monotonic()
         report = lab.verify(wait_s=wait_s)
         out["verify"] = time.monotonic() - t0
-        out["result"] = "passed" if report.ok else "FAILED: " + ", ".join(sorted({f.kind for f in report.findings}))
+        out["result"] = "passed" if report.ok else "FAILED: " + "; ".join(
+            f"{f.check} {f.node or ''} {f.kind} {f.object}" for f in report.errors[:6])
     finally:
         t0 = time.monotonic()
         lab.down()

@@ -36,14 +36,21 @@ TOOLS = ("ip", "nsenter", "nft", "tcpdump")
 
 
 class _UnixHTTPConnection(HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: Path, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self._path = path
 
     def connect(self) -> None:
+        from ..local import unixpath
+
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
-        s.connect(self._path)
+        try:
+            with unixpath.short(self._path) as name:  # a deep state folder is longer than sun_path
+                s.connect(name)
+        except BaseException:
+            s.close()
+            raise
         self.sock = s
 
 
@@ -331,7 +338,7 @@ class LocalBackend(Backend):
     def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         from ..local.supervisor import CONTROL_SOCKET
 
-        conn = _UnixHTTPConnection(str(self.state_dir / CONTROL_SOCKET), timeout=60)
+        conn = _UnixHTTPConnection(self.state_dir / CONTROL_SOCKET, timeout=60)
         try:
             data = json.dumps(body).encode() if body is not None else None
             conn.request(method, path, body=data, headers={"Content-Type": "application/json"})

@@ -313,6 +313,8 @@ class Runtime:
             if prev is not None:
                 netconf["prevResult"] = prev
             binary = self.cni_bin / str(plugin.get("type"))
+            sock = node.cilium_socket()
+            sock.parent.mkdir(parents=True, exist_ok=True)
             if not binary.is_file():
                 raise RuntimeError(f"CNI plugin {plugin.get('type')} is not built for local labs")
             env = {
@@ -323,10 +325,13 @@ class Runtime:
                 "CNI_PATH": str(self.cni_bin),
                 "CNI_ARGS": (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};K8S_POD_NAME={meta['name']};"
                              f"K8S_POD_INFRA_CONTAINER_ID={st.uid};K8S_POD_UID={meta['uid']}"),
-                "CILIUM_SOCK": str(node.cilium_socket()),  # a path: pkg/client dials it as given
+                # pkg/client dials CILIUM_SOCK as given (net.Dial("unix", path)): a name relative to the plugin's
+                # working directory, the socket's folder, since a deep lab folder's absolute path can be longer
+                # than a socket address holds (see unixpath)
+                "CILIUM_SOCK": sock.name,
             }
             res = _run.run(["ip", "netns", "exec", node.netns, str(binary)], input=json.dumps(netconf),
-                           env=env, timeout=120, check=False)
+                           env=env, timeout=120, check=False, cwd=sock.parent)
             if res.returncode != 0:
                 if command == "DEL":
                     log.debug("CNI DEL %s: %s", st.name, res.stdout or res.stderr)

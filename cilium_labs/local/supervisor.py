@@ -37,7 +37,7 @@ from .. import _run
 from .. import spec as spec_mod
 from ..errors import BackendError, CiliumLabsError
 from ..state import atomic_write
-from . import build, components, controlplane, faults, images, shim, topology
+from . import build, components, controlplane, faults, images, shim, topology, unixpath
 from .api import Api
 from .bridge import ApiBridge
 from .container import mount, umount
@@ -485,7 +485,8 @@ def _control_server(sup: Supervisor) -> ThreadingUnixStreamServer:
     path = sup.state_dir / CONTROL_SOCKET
     path.unlink(missing_ok=True)
     handler = type("Handler", (_Handler,), {"supervisor": sup})
-    server = ThreadingUnixStreamServer(str(path), handler)
+    with unixpath.short(path) as name:  # a deep state folder is longer than sun_path
+        server = ThreadingUnixStreamServer(name, handler)
     os.chmod(path, 0o600)
     return server
 

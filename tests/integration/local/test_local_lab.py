@@ -54,7 +54,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     why = _why_not()
     if why:
         pytest.skip(why)
-    state = tmp_path_factory.mktemp("local-state")
+    state = _deep(tmp_path_factory.mktemp("local-state"), "itl")
     spec = LabSpec(name="itl", backend="local", workers=2, cilium_version=CILIUM)
     lab = Lab(spec, keep="always", state_dir=state, progress=lambda m: print(f"[itl] {m}", flush=True))
     try:
@@ -64,6 +64,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         lab.down()
         _assert_nothing_left("itl", state / "itl")
+
+
+def _deep(base: Path, name: str) -> Path:
+    """A state folder so deep that the control-plane agent's socket path is longer than a socket address holds
+    (107 bytes), as under a user's deep state folder or a benchmark's temporary one: CNI ADD must still reach
+    the agent, and the supervisor's control socket must still bind."""
+    from cilium_labs.local import unixpath
+
+    def agent_socket(state: Path) -> Path:
+        return state / name / "nodes" / f"{name}-control-plane" / "root" / "run" / "cilium" / "cilium.sock"
+
+    pad = max(1, unixpath.SUN_PATH_MAX + 1 - len(str(agent_socket(base / "deep-"))))
+    state = base / ("deep-" + "d" * pad)
+    assert not unixpath.fits(agent_socket(state))
+    return state
 
 
 def _assert_nothing_left(name: str, folder: Path) -> None:
