@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _run
-from ..errors import BackendError, PreflightError, UsageError
+from ..errors import BackendError, LabBusyError, PreflightError, UsageError
 from ..spec import LabSpec, dumps
 from .base import Backend, ExecResult, Node, Plan, Progress, _silent
 
@@ -128,6 +128,7 @@ class LocalBackend(Backend):
         if os.geteuid() != 0:
             raise PreflightError("the local backend needs root (network namespaces, mounts, cgroups, eBPF)",
                                  fix="run as root, or use --backend sim")
+        self._refuse_a_twin()
         for tool in TOOLS:
             _run.require(tool)
         from ..local import build, components, topology
@@ -167,6 +168,7 @@ class LocalBackend(Backend):
         if srv.get("phase") == "ready" and self._alive(srv):
             self.progress(f"local lab already running (supervisor pid {srv['pid']})")
             return
+        self._refuse_a_twin()  # again here: preflight ran before the lab lock was taken
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.state_dir / SPEC_FILE).write_text(dumps(self.spec))
         self.server_state_path.unlink(missing_ok=True)
@@ -253,9 +255,36 @@ class LocalBackend(Backend):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
-        left = supervisor.teardown(self.spec.name, self.state_dir)
+        other = self._other_owner()
+        if other is not None:
+            # the namespaces and cgroups named after this lab are that running lab's, not this folder's
+            self.progress(f"a lab named {self.spec.name} runs from {other[1]} (pid {other[0]}): leaving its "
+                          "namespaces and cgroups alone")
+        left = supervisor.teardown(self.spec.name, self.state_dir, shared=other is None)
         if left:
             raise BackendError("could not remove: " + "; ".join(left), fix="see `mount`, `ip netns list`")
+
+    def _refuse_a_twin(self) -> None:
+        other = self._other_owner()
+        if other is not None:
+            pid, folder = other
+            raise LabBusyError(
+                f"a local lab named {self.spec.name} already runs from {folder} (supervisor pid {pid}); local labs "
+                "share the machine's namespaces and cgroups by name, so starting this one would destroy that one",
+                fix=f"pick another --name, or remove that lab first: CILIUM_LABS_STATE_DIR={folder.parent} "
+                    f"cilium-labs down {self.spec.name}")
+
+    def _other_owner(self) -> tuple[int, Path] | None:
+        """A running supervisor of a lab with this name from another folder: (pid, its lab folder)."""
+        mine = self.state_dir.resolve()
+        for pid, argv in _supervisors():
+            try:
+                folder = Path(argv[argv.index("--state-dir") + 1])
+            except (ValueError, IndexError):
+                continue
+            if folder.name == self.spec.name and folder.resolve() != mine:
+                return pid, folder
+        return None
 
     def leftovers(self) -> list[str]:
         from ..local import supervisor, topology
@@ -374,6 +403,21 @@ class LocalBackend(Backend):
             out.write_bytes(src.read_bytes()[-2_000_000:])
             written.append(out)
         return written
+
+
+def _supervisors() -> list[tuple[int, list[str]]]:
+    """Running local-lab supervisors (``python -m cilium_labs.local serve``) and their argv."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if "cilium_labs.local" in argv and "serve" in argv:
+            out.append((int(entry.name), argv))
+    return out
 
 
 def _processes_mentioning(text: str) -> list[tuple[int, str]]:

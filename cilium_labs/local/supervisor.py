@@ -345,17 +345,20 @@ def fresh_start(lab: str, state_dir: Path) -> None:
         shutil.rmtree(state_dir / name, ignore_errors=True)
 
 
-def teardown(lab: str, state_dir: Path) -> list[str]:
+def teardown(lab: str, state_dir: Path, *, shared: bool = True) -> list[str]:
     """Remove what a lab made outside its folder: namespaces (and what runs in them), bpffs mounts, cgroups.
-    Used by the supervisor on exit and by ``down --force`` after a crash. Returns what is left."""
+    Used by the supervisor on exit and by ``down --force`` after a crash. Returns what is left. ``shared=False``
+    leaves what is named after the lab (namespaces, cgroups): a running lab of that name owns them."""
     left: list[str] = []
-    topology.destroy(lab)
+    if shared:
+        topology.destroy(lab)
     for target in mounts_under(state_dir):
         try:
             umount(target)
         except OSError as exc:
             left.append(f"mount {target}: {exc}")
-    left += [f"cgroup {d}" for d in topology.remove_cgroups(lab)]
+    if shared:
+        left += [f"cgroup {d}" for d in topology.remove_cgroups(lab)]
     (state_dir / CONTROL_SOCKET).unlink(missing_ok=True)
     return left
 
