@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -405,35 +405,27 @@ class LocalBackend(Backend):
         return written
 
 
-def _supervisors() -> list[tuple[int, list[str]]]:
-    """Running local-lab supervisors (``python -m cilium_labs.local serve``) and their argv."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
-        except OSError:
-            continue
-        if "cilium_labs.local" in argv and "serve" in argv:
-            out.append((int(entry.name), argv))
-    return out
-
-
-def _processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Processes whose command line names ``text`` (the lab's folder): a lab's own, whatever their parent."""
-    out = []
+def _command_lines() -> Iterator[tuple[int, list[str]]]:
+    """Every other process's pid and argv, read from /proc (a process gone meanwhile is skipped)."""
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            raw = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if text in cmd:
-            out.append((int(entry.name), cmd))
-    return out
+        yield int(entry.name), [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _supervisors() -> list[tuple[int, list[str]]]:
+    """Running local-lab supervisors (``python -m cilium_labs.local serve``) and their argv."""
+    return [(pid, argv) for pid, argv in _command_lines() if "cilium_labs.local" in argv and "serve" in argv]
+
+
+def _processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Processes whose command line names ``text`` (the lab's folder): a lab's own, whatever their parent."""
+    return [(pid, cmd) for pid, argv in _command_lines() if text in (cmd := " ".join(argv))]
 
 
 def _has_cgroup2() -> bool:

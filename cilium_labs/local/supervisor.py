@@ -265,10 +265,11 @@ class Supervisor:
         assert self.api is not None
         deadline = time.monotonic() + 60
         pending = list(self.nodes)
+        wants = {node.name: _node_status(node, ep) for node in pending}
         while pending and time.monotonic() < deadline:
             for node in list(pending):
                 current = self.api.get(f"/api/v1/nodes/{node.name}") or {}
-                want = _node_status(node, ep)
+                want = wants[node.name]
                 if not _kwok_ready(current):
                     continue
                 if _status_holds(current, want):
